@@ -1,0 +1,35 @@
+"""fixlip-captum: faithful interaction explanations for CLIP and SigLIP.
+
+Core estimators (torch, any device):
+
+* :func:`exact_interactions` — enumerate all coalitions (n <= 20);
+* :func:`approximate_interactions` — model-agnostic sampling estimator;
+* :func:`approximate_crossmodal` — the fast FIxLIP estimator for image-text games.
+
+Results are :class:`FIxLIPInteractionValues`, a subclass of ``shapiq.InteractionValues``.
+"""
+
+from .estimators import approximate_crossmodal, approximate_interactions, exact_interactions
+from .interaction_values import (
+    ExplanationContext,
+    FIxLIPInteractionValues,
+    first_order_values,
+    load_interaction_values,
+    make_interaction_values,
+)
+from .solvers import NotIdentifiableError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ExplanationContext",
+    "FIxLIPInteractionValues",
+    "NotIdentifiableError",
+    "__version__",
+    "approximate_crossmodal",
+    "approximate_interactions",
+    "exact_interactions",
+    "first_order_values",
+    "load_interaction_values",
+    "make_interaction_values",
+]

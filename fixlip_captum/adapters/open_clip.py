@@ -1,0 +1,570 @@
+"""Adapter for open_clip dual encoders: ``CLIP`` and ``CustomTextCLIP``.
+
+Supported towers (detected by Python type):
+
+* vision: open_clip's ``VisionTransformer`` (class token, OpenAI CLIP style) or a
+  ``TimmModel`` whose trunk is a timm ``VisionTransformer`` (e.g. SigLIP: no class token,
+  attention-pool "MAP" head);
+* text: the causal text tower that ``CLIP`` flattens into the model, or the
+  ``TextTransformer`` in ``CustomTextCLIP.text`` (causal or bidirectional, pooled at
+  end-of-text / argmax, first, last or eos).
+
+Value functions (what is being explained):
+
+* Image ``"mean"``: a masked patch is set to 0 in normalised pixel space (the dataset mean
+  colour) and the model's own ``encode_image`` runs on the masked image.
+* Image ``"drop"``: masked patch tokens are removed from the sequence after the patch and
+  position embeddings (prefix tokens such as the class token are always kept). Exact token
+  removal for class-token and MAP pooling. When a model without prefix tokens keeps no patch,
+  the MAP head attends over an empty set, which contributes zero.
+* Text: a masked token is removed as an attention key by an additive ``-inf`` key mask on
+  top of the model's own mask (causal and/or padding). Start, end and padding tokens are
+  never players and are always kept. The masked token's id then has no effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.model import get_model_preprocess_cfg
+from open_clip.timm_model import TimmModel
+from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
+from open_clip.transformer import TextTransformer, VisionTransformer
+
+from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES, DualEncoderAdapter, TextInput
+
+__all__ = ["OpenCLIPAdapter"]
+
+_BPE_VOCAB_SIZE = 49408
+
+
+def _check_masking(masking: str) -> None:
+    if masking not in IMAGE_MASKINGS:
+        raise ValueError(f"image masking must be one of {IMAGE_MASKINGS}, got {masking!r}.")
+
+
+def _check_value(value: str) -> None:
+    if value not in VALUES:
+        raise ValueError(f"value must be one of {VALUES}, got {value!r}.")
+
+
+def _check_coalitions(coalitions: torch.Tensor, n: int, what: str) -> torch.Tensor:
+    if not isinstance(coalitions, torch.Tensor):
+        coalitions = torch.as_tensor(np.asarray(coalitions))
+    if coalitions.dtype != torch.bool:
+        raise TypeError(
+            f"{what} coalitions must be a torch.bool tensor (True = player kept), "
+            f"got dtype {coalitions.dtype}."
+        )
+    if coalitions.ndim != 2 or coalitions.shape[1] != n:
+        raise ValueError(
+            f"{what} coalitions must have shape [m, {n}], got {tuple(coalitions.shape)}."
+        )
+    return coalitions
+
+
+def _key_mask(keep: torch.Tensor, heads: int, dtype: torch.dtype) -> torch.Tensor:
+    """``keep [m, L]`` bool -> additive mask ``[m * heads, L, L]`` removing dropped keys.
+
+    Each query may always attend to itself: a dropped position's own row then never becomes
+    all ``-inf`` (NaN after softmax), and no kept position reads that row anyway.
+    """
+    m, length = keep.shape
+    add = torch.zeros(m, length, length, dtype=dtype, device=keep.device)
+    add.masked_fill_(~keep[:, None, :], float("-inf"))
+    add.diagonal(dim1=1, dim2=2).zero_()
+    return add.repeat_interleave(heads, dim=0)
+
+
+class _OpenCLIPViT:
+    """open_clip ``VisionTransformer``: class token first, then the patch tokens."""
+
+    def __init__(self, visual: VisionTransformer) -> None:
+        self.visual = visual
+        self.grid = tuple(int(g) for g in visual.grid_size)
+        self.patch = tuple(int(p) for p in visual.patch_size)
+        self.size = tuple(int(s) for s in visual.image_size)
+        self.channels = int(visual.conv1.in_channels)
+        self.n_prefix = 1
+
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.visual._embeds(pixel_values)
+
+    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.visual.transformer(tokens)
+        pooled, _ = self.visual._pool(x)
+        if self.visual.proj is not None:
+            pooled = pooled @ self.visual.proj
+        return pooled
+
+
+class _TimmViT:
+    """open_clip ``TimmModel`` around a timm ``VisionTransformer`` (SigLIP and friends)."""
+
+    def __init__(self, visual: TimmModel) -> None:
+        self.visual = visual
+        trunk = visual.trunk
+        self.trunk = trunk
+        self.grid = tuple(int(g) for g in trunk.patch_embed.grid_size)
+        self.patch = tuple(int(p) for p in trunk.patch_embed.patch_size)
+        self.size = tuple(int(s) for s in trunk.patch_embed.img_size)
+        self.channels = int(trunk.patch_embed.proj.in_channels)
+        self.n_prefix = int(trunk.num_prefix_tokens)
+
+    def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        t = self.trunk
+        x = t.patch_embed(pixel_values)
+        x = t._pos_embed(x)
+        x = t.patch_drop(x)
+        return t.norm_pre(x)
+
+    def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        t = self.trunk
+        pool = getattr(t, "attn_pool", None)
+        empty = tokens.shape[1] == 0
+        fused = getattr(pool, "fused_attn", None)
+        if empty and pool is not None and fused is not None:
+            # Fused attention over zero keys is backend-dependent (zeros or NaN); the
+            # explicit softmax-matmul path gives the empty sum, 0, everywhere.
+            pool.fused_attn = False
+        try:
+            x = t.blocks(tokens)
+            x = t.norm(x)
+            x = t.forward_head(x)
+        finally:
+            if empty and pool is not None and fused is not None:
+                pool.fused_attn = fused
+        return self.visual.head(x)
+
+
+class _FlatCLIPText:
+    """The text tower that open_clip's ``CLIP`` stores directly on the model."""
+
+    def __init__(self, model: open_clip.CLIP) -> None:
+        self.model = model
+        self.context_length = int(model.context_length)
+        self.heads = int(model.transformer.resblocks[0].attn.num_heads)
+        self.pool_type = model.text_pool_type
+        self.eos_id = getattr(model, "text_eos_id", None)
+        self.pad_id = None
+        self.has_cls = False
+
+    def forward(self, ids: torch.Tensor, keep: torch.Tensor, pool_position: int) -> torch.Tensor:
+        m = self.model
+        cast = m.transformer.get_cast_dtype()
+        x = m.token_embedding(ids).to(cast) + m.positional_embedding.to(cast)
+        mask = _key_mask(keep, self.heads, x.dtype)
+        if m.attn_mask is not None:
+            mask = mask + m.attn_mask.to(mask.dtype)
+        x = m.transformer(x, attn_mask=mask)
+        x = m.ln_final(x)
+        x = x[:, pool_position]
+        if m.text_projection is not None:
+            if isinstance(m.text_projection, torch.nn.Linear):
+                x = m.text_projection(x)
+            else:
+                x = x @ m.text_projection
+        return x
+
+
+class _TextTransformer:
+    """``CustomTextCLIP.text``: open_clip's ``TextTransformer``."""
+
+    def __init__(self, text: TextTransformer) -> None:
+        self.text = text
+        self.context_length = int(text.context_length)
+        self.heads = int(text.heads)
+        self.pool_type = text.pool_type
+        self.eos_id = getattr(text, "eos_id", None)
+        self.pad_id = int(text.pad_id) if text.use_pad_mask else None
+        self.has_cls = text.cls_emb is not None
+
+    def forward(self, ids: torch.Tensor, keep: torch.Tensor, pool_position: int) -> torch.Tensor:
+        t = self.text
+        x, base = t._embeds(ids)
+        if self.has_cls:
+            # CoCa-style class embedding appended at the end: never masked.
+            keep = torch.cat([keep, keep.new_ones(keep.shape[0], 1)], dim=1)
+        mask = _key_mask(keep, self.heads, x.dtype)
+        if base is not None:
+            length = x.shape[1]
+            base = base.to(mask.dtype)
+            mask = mask + (base[:length, :length] if base.ndim == 2 else base)
+        x = t.transformer(x, attn_mask=mask)
+        if self.has_cls:
+            pooled = t.ln_final(x[:, -1])
+        else:
+            pooled = t.ln_final(x)[:, pool_position]
+        if t.text_projection is not None:
+            if isinstance(t.text_projection, torch.nn.Linear):
+                pooled = t.text_projection(pooled)
+            else:
+                pooled = pooled @ t.text_projection
+        return pooled
+
+
+def _unsupported(what: str) -> TypeError:
+    return TypeError(
+        f"{what} is not supported by the open_clip adapter. Supported: open_clip CLIP or "
+        "CustomTextCLIP with a VisionTransformer or a timm VisionTransformer trunk "
+        "(TimmModel) image tower and an open_clip text transformer (not an HF text tower)."
+    )
+
+
+class OpenCLIPAdapter(DualEncoderAdapter):
+    """Masked encoding for open_clip ``CLIP`` and ``CustomTextCLIP`` models.
+
+    Args:
+        model: An ``open_clip.CLIP`` or ``open_clip.CustomTextCLIP`` (put it in ``eval()``
+            mode; this adapter does so).
+        tokenizer: open_clip-style tokenizer: ``tokenizer(texts, context_length=None) ->
+            LongTensor [B, L]``. Special tokens are read from its ``sot_token_id`` /
+            ``eot_token_id`` attributes (or, for wrapped Hugging Face tokenizers,
+            ``tokenizer.tokenizer.bos_token_id`` / ``eos_token_id``), padding from
+            ``pad_token_id`` (default 0). ``None`` uses open_clip's BPE tokenizer when the
+            model has its vocabulary size (49408), and is an error otherwise.
+
+    Text players are the positions strictly between the start token (when present) and the
+    first end token; positions from the end token on (end, padding) are never players.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any = None) -> None:
+        if not isinstance(model, (open_clip.CLIP, open_clip.CustomTextCLIP)):
+            raise _unsupported(type(model).__name__)
+        self.model = model.eval()
+
+        visual = model.visual
+        if isinstance(visual, VisionTransformer):
+            self._vision: _OpenCLIPViT | _TimmViT = _OpenCLIPViT(visual)
+        elif isinstance(visual, TimmModel) and _is_timm_vit(visual.trunk):
+            self._vision = _TimmViT(visual)
+        else:
+            raise _unsupported(f"image tower {type(visual).__name__}")
+
+        if isinstance(model, open_clip.CLIP):
+            self._text: _FlatCLIPText | _TextTransformer = _FlatCLIPText(model)
+        elif isinstance(model.text, TextTransformer):
+            self._text = _TextTransformer(model.text)
+        else:
+            raise _unsupported(f"text tower {type(model.text).__name__}")
+        if self._text.pool_type not in ("first", "last", "argmax", "eos"):
+            raise _unsupported(f"text pooling {self._text.pool_type!r}")
+
+        if tokenizer is None:
+            if getattr(model, "vocab_size", None) != _BPE_VOCAB_SIZE:
+                raise ValueError(
+                    "This open_clip model does not use the BPE vocabulary; pass its tokenizer "
+                    "(open_clip.get_tokenizer(model_name)) as tokenizer_or_processor."
+                )
+            tokenizer = open_clip.SimpleTokenizer(context_length=self._text.context_length)
+        if not callable(tokenizer):
+            raise TypeError(
+                "tokenizer must be callable as tokenizer(texts, context_length=...) like "
+                f"open_clip's tokenizers; got {type(tokenizer).__name__}."
+            )
+        self.tokenizer = tokenizer
+        inner = getattr(tokenizer, "tokenizer", None)
+        self.sot_id = _first_int(
+            getattr(tokenizer, "sot_token_id", None), getattr(inner, "bos_token_id", None)
+        )
+        self.eot_id = _first_int(
+            getattr(tokenizer, "eot_token_id", None),
+            getattr(inner, "eos_token_id", None),
+            self._text.eos_id if self._text.pool_type == "eos" else None,
+        )
+        self.pad_id = _first_int(
+            getattr(tokenizer, "pad_token_id", None), getattr(inner, "pad_token_id", None), 0
+        )
+
+        cfg = merge_preprocess_dict(asdict(PreprocessCfg()), dict(get_model_preprocess_cfg(model)))
+        cfg["size"] = self._vision.size
+        self._preprocess_cfg = PreprocessCfg(**cfg)
+        self._transform = image_transform_v2(self._preprocess_cfg, is_train=False)
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        return self._vision.grid  # type: ignore[return-value]
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self._vision.size  # type: ignore[return-value]
+
+    @property
+    def context_length(self) -> int:
+        """Number of token positions the text tower takes."""
+        return self._text.context_length
+
+    # ------------------------------------------------------------------ images
+    def preprocess_image(self, image: Any) -> torch.Tensor:
+        """PIL image -> resized, cropped, normalised ``[1, C, H, W]`` with the model's own
+        preprocessing; a tensor ``[C, H, W]`` or ``[1, C, H, W]`` is taken as already
+        preprocessed and only checked. The result is on :attr:`device`.
+
+        Raises:
+            ValueError: A tensor whose channels or size differ from the model input.
+            TypeError: Neither a PIL image nor a tensor.
+        """
+        if isinstance(image, torch.Tensor):
+            x = image
+            if x.ndim == 3:
+                x = x.unsqueeze(0)
+            expected = (1, self._vision.channels, *self.image_size)
+            if x.ndim != 4 or tuple(x.shape) != expected:
+                raise ValueError(
+                    f"image tensor has shape {tuple(image.shape)} but the model takes "
+                    f"{list(expected)} (or [C, H, W]); resize and normalise it first, or pass "
+                    "a PIL image to use the model's own preprocessing."
+                )
+            if not torch.is_floating_point(x):
+                raise ValueError(
+                    f"image tensor has dtype {x.dtype}; pass normalised float pixels "
+                    "(or a PIL image)."
+                )
+            return x.to(self.device, dtype=torch.float32)
+        try:
+            from PIL import Image
+        except ImportError as err:  # pragma: no cover - pillow is a dependency
+            raise TypeError("image must be a torch.Tensor (Pillow is not installed).") from err
+        if not isinstance(image, Image.Image):
+            raise TypeError(
+                f"image must be a PIL.Image or a tensor [C, H, W]; got {type(image).__name__}."
+            )
+        return self._transform(image).unsqueeze(0).to(self.device)
+
+    def display_image(self, pixel_values: torch.Tensor) -> np.ndarray:
+        x = pixel_values.detach().float().cpu().reshape(-1, *pixel_values.shape[-3:])[0]
+        mean = torch.tensor(self._preprocess_cfg.mean, dtype=torch.float32).view(-1, 1, 1)
+        std = torch.tensor(self._preprocess_cfg.std, dtype=torch.float32).view(-1, 1, 1)
+        img = (x * std + mean).clamp(0.0, 1.0).permute(1, 2, 0).numpy()
+        if img.shape[2] == 1:
+            img = np.repeat(img, 3, axis=2)
+        return img[:, :, :3].astype(np.float64)
+
+    def pixel_player_map(self) -> torch.Tensor:
+        """``[H, W]`` long: the image player that owns each pixel, ``-1`` for pixels outside
+        the patch grid (which the patchifying convolution ignores)."""
+        (rows, cols), (ph, pw) = self.patch_grid, self._vision.patch
+        h, w = self.image_size
+        r = torch.arange(h) // ph
+        c = torch.arange(w) // pw
+        ids = r[:, None] * cols + c[None, :]
+        ids[(r >= rows)[:, None].expand(h, w) | (c >= cols)[None, :].expand(h, w)] = -1
+        return ids
+
+    def encode_image(
+        self,
+        pixel_values: torch.Tensor,
+        coalitions: torch.Tensor | None = None,
+        masking: str = "mean",
+    ) -> torch.Tensor:
+        """L2-normalised embeddings ``[m, D]`` of ``pixel_values [1, C, H, W]`` under
+        ``coalitions [m, n_I]`` (bool, True = patch kept; ``None`` = unmasked, m = 1).
+
+        ``masking="mean"`` zeroes masked patches in normalised pixel space; ``"drop"``
+        removes their tokens. ``"drop"`` groups coalitions by kept count, so each row's
+        embedding does not depend on which other rows share the call.
+        """
+        _check_masking(masking)
+        pixel_values = self.preprocess_image(pixel_values)
+        if coalitions is None:
+            return F.normalize(self.model.encode_image(pixel_values).float(), dim=-1)
+        coalitions = _check_coalitions(coalitions, self.n_image_players, "image").to(self.device)
+        m = coalitions.shape[0]
+        if m == 0:
+            return self.encode_image(pixel_values, None)[:0]
+        if masking == "mean":
+            owner = self.pixel_player_map().to(self.device)
+            keep_pix = torch.ones(m, *owner.shape, dtype=torch.bool, device=self.device)
+            inside = owner >= 0
+            keep_pix[:, inside] = coalitions[:, owner[inside]]
+            x = pixel_values * keep_pix[:, None].to(pixel_values.dtype)
+            return F.normalize(self.model.encode_image(x).float(), dim=-1)
+        tokens = self._vision.embed(pixel_values)  # [1, prefix + n_I, D]
+        prefix = self._vision.n_prefix
+        counts = coalitions.sum(dim=1)
+        out: torch.Tensor | None = None
+        for k in torch.unique(counts).tolist():
+            rows = torch.nonzero(counts == k).flatten()
+            # Patch indices of the kept players, in player order, per row of the group.
+            kept = torch.nonzero(coalitions[rows])[:, 1].view(len(rows), k)
+            index = torch.cat(
+                [
+                    torch.arange(prefix, device=self.device).expand(len(rows), prefix),
+                    kept + prefix,
+                ],
+                dim=1,
+            )
+            gathered = tokens[0][index]  # [g, prefix + k, D]
+            feats = self._vision.forward_tokens(gathered).float()
+            if out is None:
+                out = torch.empty(m, feats.shape[1], device=self.device)
+            out[rows] = feats
+        assert out is not None
+        return F.normalize(out, dim=-1)
+
+    # ------------------------------------------------------------------ text
+    def tokenize(self, text: Any) -> TextInput:
+        """Caption string, token ids (``Sequence[int]``, ``[L]`` or ``[1, L]`` tensor) or a
+        :class:`TextInput` -> :class:`TextInput` padded to the context length.
+
+        Raises:
+            ValueError: Empty caption, a caption longer than the context, ids without the end
+                token, or a pooling position that falls on a player.
+        """
+        if isinstance(text, TextInput):
+            return text
+        ctx = self.context_length
+        caption: str | None = None
+        if isinstance(text, str):
+            if not text.strip():
+                raise ValueError("The caption is empty; pass at least one word to explain.")
+            caption = text
+            # One position more than the context tells "fits" from "was truncated".
+            ids = torch.as_tensor(self.tokenizer([text], context_length=ctx + 1))[0].long()
+            end = self._end_position(ids)
+            if end is None or end >= ctx or (self.eot_id is None and ids[ctx] != self.pad_id):
+                raise ValueError(
+                    f"The caption is longer than the model's context of {ctx} tokens "
+                    "(including start/end tokens); shorten it."
+                )
+            ids = ids[:ctx]
+        else:
+            ids = torch.as_tensor(text).detach().long().cpu()
+            if ids.ndim == 2 and ids.shape[0] == 1:
+                ids = ids[0]
+            if ids.ndim != 1:
+                raise ValueError(
+                    f"token ids must have shape [L] or [1, L], got {tuple(ids.shape)}."
+                )
+            if ids.numel() > ctx:
+                raise ValueError(
+                    f"{ids.numel()} token ids given but the model's context is {ctx}; "
+                    "shorten the caption."
+                )
+            if ids.numel() < ctx:
+                pad = torch.full((ctx - ids.numel(),), self.pad_id, dtype=torch.long)
+                ids = torch.cat([ids, pad])
+        start = 1 if self.sot_id is not None and int(ids[0]) == self.sot_id else 0
+        end = self._end_position(ids)
+        if end is None:
+            raise ValueError(
+                f"token ids contain no end-of-text token (id {self.eot_id}); tokenize the "
+                "caption with the model's tokenizer."
+            )
+        positions = torch.arange(start, end, dtype=torch.long)
+        if positions.numel() == 0:
+            raise ValueError("The caption has no tokens besides start/end; nothing to explain.")
+        pool_position = self._pool_position(ids)
+        if start <= pool_position < end:
+            raise ValueError(
+                f"The model pools the text at position {pool_position}, which holds a caption "
+                f"token (id {int(ids[pool_position])}), not the end token: the tokenizer does "
+                f"not match the model's pooling ({self._text.pool_type!r})."
+            )
+        attention = torch.ones(ctx, dtype=torch.long)
+        if self._text.pad_id is not None:
+            attention[end + 1 :] = (ids[end + 1 :] != self._text.pad_id).long()
+        labels = [self._label(int(ids[p])) for p in positions]
+        return TextInput(
+            input_ids=ids,
+            attention_mask=attention,
+            player_positions=positions,
+            labels=labels,
+            text=caption,
+            extra={"pool_position": pool_position, "end_position": end},
+        )
+
+    def encode_text(self, text: TextInput, coalitions: torch.Tensor | None = None) -> torch.Tensor:
+        """L2-normalised embeddings ``[m, D]`` of ``text`` under ``coalitions [m, n_T]``
+        (bool, True = token kept; ``None`` = unmasked, m = 1). Masked tokens are removed as
+        attention keys; their ids have no effect."""
+        text = self.tokenize(text)
+        ids = text.input_ids.to(self.device)
+        if ids.shape != (self.context_length,):
+            raise ValueError(
+                f"input_ids must have shape [{self.context_length}], got {tuple(ids.shape)}."
+            )
+        if coalitions is None:
+            coalitions = torch.ones(1, text.n_players, dtype=torch.bool)
+        coalitions = _check_coalitions(coalitions, text.n_players, "text").to(self.device)
+        m = coalitions.shape[0]
+        if m == 0:
+            return self.encode_text(text, None)[:0]
+        keep = torch.ones(m, ids.shape[0], dtype=torch.bool, device=self.device)
+        keep[:, text.player_positions.to(self.device)] = coalitions
+        pool_position = int(text.extra.get("pool_position", self._pool_position(ids.cpu())))
+        feats = self._text.forward(ids.expand(m, -1), keep, pool_position)
+        return F.normalize(feats.float(), dim=-1)
+
+    # ------------------------------------------------------------------ similarity
+    def similarity(
+        self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, value: str = "logit"
+    ) -> torch.Tensor:
+        """``[a, D] x [b, D] -> [a, b]`` float32: ``logit_scale.exp() * cos (+ logit_bias)``
+        for ``value="logit"``, the cosine for ``"cosine"``."""
+        _check_value(value)
+        cos = image_embeds.float() @ text_embeds.float().T
+        if value == "cosine":
+            return cos
+        out = self.model.logit_scale.detach().float().exp().reshape(()) * cos
+        bias = getattr(self.model, "logit_bias", None)
+        if bias is not None:
+            out = out + bias.detach().float().reshape(())
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    def _end_position(self, ids: torch.Tensor) -> int | None:
+        start = 1 if self.sot_id is not None and int(ids[0]) == self.sot_id else 0
+        if self.eot_id is not None:
+            hits = torch.nonzero(ids[start:] == self.eot_id).flatten()
+            return int(hits[0]) + start if hits.numel() else None
+        # No end token known: content runs up to the first padding id.
+        hits = torch.nonzero(ids[start:] == self.pad_id).flatten()
+        return int(hits[0]) + start if hits.numel() else int(ids.numel())
+
+    def _pool_position(self, ids: torch.Tensor) -> int:
+        pool = self._text.pool_type
+        if pool == "first":
+            return 0
+        if pool == "last":
+            return int(ids.numel()) - 1
+        if pool == "argmax":
+            return int(ids.argmax())
+        hits = torch.nonzero(ids == self._text.eos_id).flatten()
+        return int(hits[0]) if hits.numel() else 0
+
+    def _label(self, token_id: int) -> str:
+        decode = getattr(self.tokenizer, "decode", None)
+        if callable(decode):
+            try:
+                label = str(decode([token_id])).strip()
+                if label:
+                    return label
+            except Exception:
+                pass
+        inner = getattr(self.tokenizer, "tokenizer", None)
+        convert = getattr(inner, "convert_ids_to_tokens", None)
+        if callable(convert):
+            return str(convert(token_id))
+        return str(token_id)
+
+
+def _is_timm_vit(trunk: torch.nn.Module) -> bool:
+    try:
+        from timm.models.vision_transformer import VisionTransformer as TimmVisionTransformer
+    except ImportError:  # pragma: no cover - timm is optional for open_clip
+        return False
+    return isinstance(trunk, TimmVisionTransformer)
+
+
+def _first_int(*candidates: Any) -> int | None:
+    for c in candidates:
+        if c is not None:
+            return int(c)
+    return None

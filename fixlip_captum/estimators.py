@@ -1,0 +1,534 @@
+"""Faithful interaction estimators: exact, model-agnostic sampling, and cross-modal.
+
+All three fit the order-``k`` surrogate ``f(S) = sum_{|T| <= k} e_T 1[T subset S]`` by
+weighted least squares against the game ``v``:
+
+* ``index="FWBII"`` (faithful weighted Banzhaf): weights ``mu_p(S) = p^|S| (1-p)^(n-|S|)``;
+  ``p = 0.5`` is shapiq's FBII.
+* ``index="FSII"`` (faithful Shapley): Shapley-kernel weights, with ``f(empty) = v(empty)``
+  and ``f(N) = v(N)`` enforced exactly.
+
+The cross-modal estimator exploits that under ``mu_p`` the image and text masks are
+independent: ``m_I`` image masks and ``m_T`` text masks give ``m_I * m_T`` values, and the
+normal equations factorise (see :mod:`fixlip_captum.solvers.wls`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+
+from ._validation import (
+    as_values,
+    check_index,
+    check_max_order,
+    check_n_players,
+    check_p,
+    check_positive_int,
+    resolve_device,
+)
+from .interaction_values import ExplanationContext, FIxLIPInteractionValues, make_interaction_values
+from .samplers import (
+    all_coalitions,
+    bernoulli_coalitions,
+    make_generator,
+    shapley_kernel_coalitions,
+    shapley_kernel_weights,
+    weighted_banzhaf_weights,
+)
+from .solvers import (
+    NotIdentifiableError,
+    centred_design,
+    centred_to_product,
+    crossmodal_normal_equations,
+    describe_pairs,
+    interaction_terms,
+    solve_normal_equations,
+    terms_index,
+)
+from .solvers.terms import PairsSpec
+
+__all__ = [
+    "MAX_EXACT_PLAYERS",
+    "approximate_crossmodal",
+    "approximate_interactions",
+    "crossmodal_split",
+    "exact_interactions",
+]
+
+MAX_EXACT_PLAYERS = 20
+
+JointGame = Callable[[torch.Tensor], Any]
+CrossModalGame = Callable[[torch.Tensor, torch.Tensor], Any]
+
+
+def _index_name(index: str, p: float) -> str:
+    """The name stored in the InteractionValues: shapiq's ``FBII`` when it applies."""
+    if index == "FWBII" and p == 0.5:
+        return "FBII"
+    return index
+
+
+def _accumulate(
+    game: JointGame,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    index_t: torch.Tensor,
+    basis_p: float,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Sum ``Phi^T W Phi`` and ``Phi^T W v`` over batches of ``(coalitions, weights)``."""
+    t = index_t.shape[0]
+    gram = torch.zeros((t, t), dtype=torch.float64, device=device)
+    rhs = torch.zeros(t, dtype=torch.float64, device=device)
+    evaluations = 0
+    for coalitions, weights in batches:
+        values = as_values(game(coalitions), (coalitions.shape[0],), device)
+        phi = centred_design(coalitions.to(device), index_t, basis_p)
+        weighted = phi * weights.to(device)[:, None]
+        gram += weighted.T @ phi
+        rhs += weighted.T @ values
+        evaluations += coalitions.shape[0]
+    return gram, rhs, evaluations
+
+
+def _chunks(
+    coalitions_fn: Callable[[int, int], torch.Tensor],
+    weights_fn: Callable[[torch.Tensor], torch.Tensor],
+    total: int,
+    batch_size: int,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for start in range(0, total, batch_size):
+        coalitions = coalitions_fn(start, min(start + batch_size, total))
+        yield coalitions, weights_fn(coalitions)
+
+
+def _shapley_constraints(
+    game: JointGame, n: int, index_t: torch.Tensor, device: torch.device
+) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Evaluate v(empty), v(N) and return the constraint system ``(A [2, T], d [2])``."""
+    border = torch.zeros((2, n), dtype=torch.bool, device=device)
+    border[1] = True
+    d = as_values(game(border), (2,), device)
+    a = centred_design(border, index_t, 0.5)
+    return (a, d), d
+
+
+def _finish(
+    coef: torch.Tensor,
+    terms: list[tuple[int, ...]],
+    basis_p: float,
+    *,
+    n_players: int,
+    index: str,
+    p: float | None,
+    max_order: int,
+    estimated: bool,
+    budget: int,
+    info: dict[str, Any],
+    context: ExplanationContext | None = None,
+) -> FIxLIPInteractionValues:
+    values = centred_to_product(coef, terms, basis_p).cpu().numpy()
+    return make_interaction_values(
+        values,
+        terms,
+        n_players=n_players,
+        index=_index_name(index, p if p is not None else 0.0),
+        max_order=max_order,
+        p=p,
+        estimated=estimated,
+        estimation_budget=budget,
+        estimation_info=info,
+        context=context,
+    )
+
+
+def exact_interactions(
+    game: JointGame,
+    n_players: int,
+    *,
+    index: str = "FWBII",
+    p: float = 0.5,
+    max_order: int = 2,
+    pairs: PairsSpec = "all",
+    batch_size: int = 2**14,
+    device: torch.device | str | None = None,
+) -> FIxLIPInteractionValues:
+    """Exact faithful interactions by enumerating all ``2^n`` coalitions.
+
+    Args:
+        game: Callable ``coalitions [m, n] bool -> values [m] float`` (True = player kept).
+        n_players: Number of players ``n`` (at most 20).
+        index: ``"FWBII"`` (faithful weighted Banzhaf, keep-probability ``p``) or ``"FSII"``.
+        p: Keep-probability in (0, 1) for ``"FWBII"`` (ignored for ``"FSII"``).
+        max_order: Highest interaction order (1, 2 or 3).
+        pairs: Which higher-order terms are fitted (see
+            :func:`fixlip_captum.solvers.interaction_terms`).
+        batch_size: Coalitions per call of ``game``.
+        device: Where the least squares run.
+
+    Returns:
+        :class:`FIxLIPInteractionValues` (``estimated=False``, budget ``2^n``).
+    """
+    n = check_n_players(n_players)
+    index = check_index(index)
+    max_order = check_max_order(max_order, n)
+    p = check_p(p)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if n > MAX_EXACT_PLAYERS:
+        raise ValueError(
+            f"exact_interactions enumerates 2^n coalitions and is limited to "
+            f"{MAX_EXACT_PLAYERS} players; got n={n}. Use approximate_interactions or "
+            "approximate_crossmodal instead."
+        )
+    dev = resolve_device(device)
+    terms = interaction_terms(n, max_order, pairs)
+    index_t = terms_index(terms, n).to(dev)
+    basis_p = p if index == "FWBII" else 0.5
+    ids = all_coalitions(n, device=dev)
+    if index == "FWBII":
+        weights_fn = lambda c: weighted_banzhaf_weights(c, p)  # noqa: E731
+    else:
+        weights_fn = shapley_kernel_weights
+    gram, rhs, evaluations = _accumulate(
+        game,
+        _chunks(lambda a, b: ids[a:b], weights_fn, 2**n, batch_size),
+        index_t,
+        basis_p,
+        dev,
+    )
+    constraints = None
+    if index == "FSII":
+        constraints, _ = _shapley_constraints(game, n, index_t, dev)
+        evaluations += 2
+    coef = solve_normal_equations(gram, rhs, constraints)
+    info = {
+        "estimator": "exact",
+        "index": index,
+        "p": p if index == "FWBII" else None,
+        "max_order": max_order,
+        "pairs": describe_pairs(pairs),
+        "evaluations": evaluations,
+    }
+    return _finish(
+        coef,
+        terms,
+        basis_p,
+        n_players=n,
+        index=index,
+        p=p if index == "FWBII" else None,
+        max_order=max_order,
+        estimated=False,
+        budget=evaluations,
+        info=info,
+    )
+
+
+def approximate_interactions(
+    game: JointGame,
+    n_players: int,
+    budget: int,
+    *,
+    index: str = "FWBII",
+    p: float = 0.5,
+    max_order: int = 2,
+    seed: int | None = None,
+    device: torch.device | str | None = None,
+    pairs: PairsSpec = "all",
+    batch_size: int = 2**12,
+) -> FIxLIPInteractionValues:
+    """Model-agnostic estimator: sample coalitions, fit the surrogate by least squares.
+
+    ``"FWBII"`` draws ``budget`` i.i.d. coalitions keeping each player with probability
+    ``p`` (exactly the weighting measure, so every row has weight ``1/budget``).
+    ``"FSII"`` evaluates the empty and full coalitions (enforced exactly) and draws
+    ``budget - 2`` coalitions from the Shapley kernel. If ``budget >= 2^n`` all coalitions
+    are enumerated instead and the result is exact.
+
+    Args:
+        game: Callable ``coalitions [m, n] bool -> values [m] float``.
+        n_players: Number of players ``n``.
+        budget: Number of game evaluations.
+        index: ``"FWBII"`` or ``"FSII"``.
+        p: Keep-probability in (0, 1) for ``"FWBII"``.
+        max_order: Highest interaction order (1, 2 or 3).
+        seed: Seed of the coalition sampler (``None`` = fresh entropy).
+        device: Where coalitions are built and the least squares run (default CPU).
+        pairs: Which higher-order terms are fitted: ``"all"``, or a list of player ids
+            (all pairs inside it). Needed above ~150 players, where all pairs are too many.
+        batch_size: Coalitions per call of ``game``.
+
+    Returns:
+        :class:`FIxLIPInteractionValues`; ``estimation_info`` records budget and seed.
+
+    Raises:
+        NotIdentifiableError: budget below the number of fitted terms, or samples that do
+            not determine them.
+    """
+    n = check_n_players(n_players)
+    index = check_index(index)
+    max_order = check_max_order(max_order, n)
+    p = check_p(p)
+    budget = check_positive_int(budget, "budget")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    dev = resolve_device(device)
+    terms = interaction_terms(n, max_order, pairs)
+    if n <= MAX_EXACT_PLAYERS and budget >= 2**n:
+        iv = exact_interactions(
+            game, n, index=index, p=p, max_order=max_order, pairs=pairs, device=dev
+        )
+        iv.estimation_info.update(estimator="enumeration", requested_budget=budget, seed=seed)
+        return iv
+    extra = 2 if index == "FSII" else 0
+    minimum = len(terms) + extra
+    hint = (
+        f"{len(terms)} interactions are fitted (n={n}, max_order={max_order}); use a budget "
+        f"of at least {minimum} (several times more for a stable estimate), or fit fewer "
+        "pairs with pairs=[...]."
+    )
+    if budget < minimum:
+        raise NotIdentifiableError(f"budget={budget} is too small. {hint}")
+    index_t = terms_index(terms, n).to(dev)
+    gen = make_generator(seed)
+    n_samples = budget - extra
+    if index == "FWBII":
+        basis_p = p
+        draw = lambda a, b: bernoulli_coalitions(b - a, n, p, gen, dev)  # noqa: E731
+    else:
+        basis_p = 0.5
+        draw = lambda a, b: shapley_kernel_coalitions(b - a, n, gen, dev)  # noqa: E731
+    uniform = lambda c: torch.full((c.shape[0],), 1.0 / n_samples, dtype=torch.float64)  # noqa: E731
+    gram, rhs, evaluations = _accumulate(
+        game, _chunks(draw, uniform, n_samples, batch_size), index_t, basis_p, dev
+    )
+    constraints = None
+    if index == "FSII":
+        constraints, _ = _shapley_constraints(game, n, index_t, dev)
+        evaluations += 2
+    coef = solve_normal_equations(gram, rhs, constraints, hint=hint)
+    info = {
+        "estimator": "model-agnostic",
+        "index": index,
+        "p": p if index == "FWBII" else None,
+        "max_order": max_order,
+        "pairs": describe_pairs(pairs),
+        "budget": evaluations,
+        "evaluations": evaluations,
+        "seed": seed,
+    }
+    return _finish(
+        coef,
+        terms,
+        basis_p,
+        n_players=n,
+        index=index,
+        p=p if index == "FWBII" else None,
+        max_order=max_order,
+        estimated=True,
+        budget=evaluations,
+        info=info,
+    )
+
+
+def _split_terms(
+    terms: Sequence[tuple[int, ...]], n_image: int
+) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]], torch.Tensor, torch.Tensor]:
+    """Split joint terms into (image feature, text feature) pairs.
+
+    Returns the image features (image player ids), the text features (local text ids
+    ``0..n_T-1``) and, per term, the index of its image and its text feature.
+    """
+    image_feats: dict[tuple[int, ...], int] = {}
+    text_feats: dict[tuple[int, ...], int] = {}
+    fi, gi = [], []
+    for term in terms:
+        f = tuple(i for i in term if i < n_image)
+        g = tuple(i - n_image for i in term if i >= n_image)
+        fi.append(image_feats.setdefault(f, len(image_feats)))
+        gi.append(text_feats.setdefault(g, len(text_feats)))
+    return (
+        list(image_feats),
+        list(text_feats),
+        torch.tensor(fi, dtype=torch.long),
+        torch.tensor(gi, dtype=torch.long),
+    )
+
+
+def crossmodal_split(
+    budget: int, n_image: int, n_text: int, n_image_features: int, n_text_features: int
+) -> tuple[int, int]:
+    """Default split of ``budget`` pairs into ``m_image x m_text`` masks.
+
+    ``m_text = min(2^n_T, max(4, 2 F_T, ceil(sqrt(budget) n_T / n_I)))`` and
+    ``m_image = min(2^n_I, floor(budget / m_text))``, where ``F_T`` is the number of
+    distinct text parts of the fitted terms. The ``sqrt`` term is the published rule (fewer
+    text masks because captions have fewer players than images); ``2 F_T`` keeps the text
+    side identifiable. When ``m`` reaches ``2^n`` that modality is enumerated exactly.
+
+    Args:
+        budget: Number of image-text pairs.
+        n_image: Image players.
+        n_text: Text players.
+        n_image_features: Distinct image parts of the fitted terms.
+        n_text_features: Distinct text parts of the fitted terms.
+
+    Returns:
+        ``(m_image, m_text)``.
+    """
+    del n_image_features  # the image side takes whatever the budget leaves
+    m_text = max(4, 2 * n_text_features, math.ceil(math.sqrt(budget) * n_text / n_image))
+    m_text = min(2**n_text if n_text < 62 else m_text, m_text)
+    m_image = budget // m_text
+    if n_image < 62:
+        m_image = min(m_image, 2**n_image)
+    return m_image, m_text
+
+
+def _modality_masks(
+    m: int, n: int, p: float, gen: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Enumerate all ``2^n`` masks (weights ``mu_p``) when ``m >= 2^n``, else draw ``m``."""
+    if n < 62 and m >= 2**n:
+        masks = all_coalitions(n, device=device)
+        return masks, weighted_banzhaf_weights(masks, p), True
+    masks = bernoulli_coalitions(m, n, p, gen, device)
+    return masks, torch.full((m,), 1.0 / m, dtype=torch.float64, device=device), False
+
+
+def approximate_crossmodal(
+    game: CrossModalGame,
+    n_image: int,
+    n_text: int,
+    budget: int | None = None,
+    *,
+    m_image: int | None = None,
+    m_text: int | None = None,
+    p: float = 0.5,
+    max_order: int = 2,
+    seed: int | None = None,
+    device: torch.device | str | None = None,
+    pairs: PairsSpec = "all",
+    index: str = "FWBII",
+) -> FIxLIPInteractionValues:
+    """Cross-modal FWBII estimator: ``m_I`` image masks x ``m_T`` text masks, all pairs.
+
+    Each modality's masks are drawn i.i.d. keeping each player with probability ``p``
+    (or enumerated with weights ``mu_p`` when ``m >= 2^n`` for that modality). Under
+    ``mu_p`` the two modalities are independent, so the product design is a valid sample
+    of ``mu_p`` over all ``n_I + n_T`` players and the Gram factorises into the image Gram
+    times the text Gram: no ``(pairs x terms)`` matrix is ever built.
+
+    Args:
+        game: Callable ``(image_coalitions [m_I, n_I] bool, text_coalitions [m_T, n_T] bool)
+            -> values [m_I, m_T] float``.
+        n_image: Image players (ids ``0..n_I-1``).
+        n_text: Text players (ids ``n_I..n_I+n_T-1``).
+        budget: Number of image-text pairs ``m_I * m_T``; split by
+            :func:`crossmodal_split` unless ``m_image``/``m_text`` are given.
+        m_image: Number of image masks (overrides the split).
+        m_text: Number of text masks (overrides the split).
+        p: Keep-probability in (0, 1).
+        max_order: Highest interaction order (1, 2 or 3).
+        seed: Seed of the mask sampler.
+        device: Where masks are built and the least squares run (default CPU).
+        pairs: ``"all"``, ``"crossmodal"`` (only image-text pairs: the image side then
+            needs only ``1 + n_I`` masks) or a list of player ids.
+        index: Must be ``"FWBII"``; FSII's kernel does not factorise across modalities.
+
+    Returns:
+        :class:`FIxLIPInteractionValues` with ``estimation_info`` holding ``m_image``,
+        ``m_text`` and the budget actually used.
+
+    Raises:
+        NotIdentifiableError: too few image or text masks for the fitted terms.
+    """
+    if index != "FWBII":
+        raise ValueError(
+            f"approximate_crossmodal supports index='FWBII' only; got {index!r}. The Shapley "
+            "kernel does not factorise across modalities: use approximate_interactions(..., "
+            "index='FSII') on a joint game instead."
+        )
+    n_i = check_n_players(n_image, "n_image")
+    n_t = check_n_players(n_text, "n_text")
+    n = n_i + n_t
+    max_order = check_max_order(max_order, n)
+    p = check_p(p)
+    dev = resolve_device(device)
+    terms = interaction_terms(n, max_order, pairs, n_image=n_i)
+    image_feats, text_feats, fi, gi = _split_terms(terms, n_i)
+    f_i, f_t = len(image_feats), len(text_feats)
+    min_i = min(2**n_i, f_i) if n_i < 62 else f_i
+    min_t = min(2**n_t, f_t) if n_t < 62 else f_t
+    hint = (
+        f"The fitted terms need at least {min_i} distinct image masks and {min_t} distinct "
+        f"text masks, i.e. a budget of at least {min_i * min_t} pairs (more for a stable "
+        "estimate); pass a larger budget, set m_image/m_text, or fit fewer pairs with "
+        "pairs='crossmodal' or pairs=[...]."
+    )
+    if m_image is not None:
+        m_image = check_positive_int(m_image, "m_image")
+    if m_text is not None:
+        m_text = check_positive_int(m_text, "m_text")
+    if budget is not None:
+        budget = check_positive_int(budget, "budget")
+    if m_image is None and m_text is None:
+        if budget is None:
+            raise ValueError("Give a budget (number of image-text pairs) or m_image and m_text.")
+        m_image, m_text = crossmodal_split(budget, n_i, n_t, f_i, f_t)
+    elif m_image is None or m_text is None:
+        if budget is None:
+            raise ValueError("Give both m_image and m_text, or one of them and a budget.")
+        if m_image is None:
+            m_image = budget // m_text  # type: ignore[operator]
+        else:
+            m_text = budget // m_image
+    assert m_image is not None and m_text is not None
+    if m_image < min_i or m_text < min_t:
+        raise NotIdentifiableError(
+            f"{m_image} image masks x {m_text} text masks cannot identify the interactions. "
+            + hint
+        )
+    gen = make_generator(seed)
+    z_image, w_image, image_enum = _modality_masks(m_image, n_i, p, gen, dev)
+    z_text, w_text, text_enum = _modality_masks(m_text, n_t, p, gen, dev)
+    values = as_values(
+        game(z_image, z_text), (z_image.shape[0], z_text.shape[0]), dev, "cross-modal game"
+    )
+    phi_image = centred_design(z_image, terms_index(image_feats, n_i).to(dev), p)
+    phi_text = centred_design(z_text, terms_index(text_feats, n_t).to(dev), p)
+    gram, rhs = crossmodal_normal_equations(
+        phi_image, w_image, phi_text, w_text, values, fi.to(dev), gi.to(dev)
+    )
+    coef = solve_normal_equations(gram, rhs, hint=hint)
+    used = int(z_image.shape[0] * z_text.shape[0])
+    info = {
+        "estimator": "crossmodal",
+        "index": "FWBII",
+        "p": p,
+        "max_order": max_order,
+        "pairs": describe_pairs(pairs),
+        "budget": used,
+        "requested_budget": budget,
+        "m_image": int(z_image.shape[0]),
+        "m_text": int(z_text.shape[0]),
+        "image_enumerated": image_enum,
+        "text_enumerated": text_enum,
+        "image_encodes": int(z_image.shape[0]),
+        "text_encodes": int(z_text.shape[0]),
+        "seed": seed,
+    }
+    return _finish(
+        coef,
+        terms,
+        p,
+        n_players=n,
+        index="FWBII",
+        p=p,
+        max_order=max_order,
+        estimated=not (image_enum and text_enum),
+        budget=used,
+        info=info,
+        context=ExplanationContext(n_image=n_i, n_text=n_t),
+    )

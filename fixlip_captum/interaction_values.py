@@ -1,0 +1,301 @@
+"""shapiq ``InteractionValues`` that carry what an explanation of an image-text pair needs.
+
+Every explainer in this package (FIxLIP and the baselines) returns
+:class:`FIxLIPInteractionValues`, a genuine subclass of :class:`shapiq.InteractionValues`,
+so shapiq's plots, arithmetic and JSON saving work on it unchanged. On top of shapiq's
+fields it records how the values were estimated (``p``, ``estimation_info``) and the
+:class:`ExplanationContext` that plots need (patch grid, token labels, v(empty), v(full)).
+
+Conventions:
+
+* Players are the image patches ``0 .. n_image-1`` (row-major over the patch grid),
+  then the text tokens ``n_image .. n_image+n_text-1`` (special tokens excluded).
+* ``iv[()]`` is the fitted intercept. ``baseline_value`` is set to the same number,
+  because shapiq replaces ``()`` by ``baseline_value`` for most index names;
+  v(empty) is kept in ``context.v_empty``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from shapiq import InteractionValues
+
+__all__ = [
+    "ExplanationContext",
+    "FIxLIPInteractionValues",
+    "first_order_values",
+    "load_interaction_values",
+    "make_interaction_values",
+]
+
+
+@dataclass
+class ExplanationContext:
+    """What plots and metrics need to know about the explained pair.
+
+    Attributes:
+        n_image: Number of image players (patches).
+        n_text: Number of text players (non-special tokens).
+        grid: Patch grid ``(rows, cols)``; ``rows * cols == n_image``. ``None`` if unknown.
+        token_labels: Readable label of each text player, length ``n_text``.
+        v_empty: Value of the empty coalition (everything masked).
+        v_full: Value of the grand coalition (the model's own score for the pair).
+        caption: The caption as text, if known.
+        image: Display image ``[H, W, 3]`` float in ``[0, 1]`` (not written to JSON).
+    """
+
+    n_image: int
+    n_text: int
+    grid: tuple[int, int] | None = None
+    token_labels: list[str] | None = None
+    v_empty: float | None = None
+    v_full: float | None = None
+    caption: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.grid is not None:
+            self.grid = (int(self.grid[0]), int(self.grid[1]))
+            if self.grid[0] * self.grid[1] != self.n_image:
+                raise ValueError(
+                    f"grid {self.grid} has {self.grid[0] * self.grid[1]} cells but there are "
+                    f"{self.n_image} image players; pass the patch grid of the model input."
+                )
+        if self.token_labels is not None and len(self.token_labels) != self.n_text:
+            raise ValueError(
+                f"{len(self.token_labels)} token labels given for {self.n_text} text players."
+            )
+
+    @property
+    def n_players(self) -> int:
+        return self.n_image + self.n_text
+
+    def player_label(self, player: int) -> str:
+        """Readable label: ``"patch (r, c)"`` for image players, the token for text players."""
+        if player < self.n_image:
+            if self.grid is None:
+                return f"patch {player}"
+            return f"patch ({player // self.grid[1]}, {player % self.grid[1]})"
+        j = player - self.n_image
+        return self.token_labels[j] if self.token_labels is not None else f"token {j}"
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("image")
+        return data
+
+
+class FIxLIPInteractionValues(InteractionValues):
+    """A :class:`shapiq.InteractionValues` with estimation settings and plotting context.
+
+    Extra attributes:
+        p: Keep-probability of the weighted Banzhaf index (``None`` for other indices).
+        estimation_info: Settings and counts of the estimator (method, budget actually
+            used, number of image and text masks, ...).
+        context: :class:`ExplanationContext` or ``None``.
+    """
+
+    p: float | None
+    estimation_info: dict[str, Any]
+    context: ExplanationContext | None
+
+    def first_order(self) -> np.ndarray:
+        """First-order view ``phi_i = e_i + p * sum_j e_ij``; see :func:`first_order_values`."""
+        return first_order_values(self)
+
+    def to_json_file(  # type: ignore[override]
+        self,
+        path: Path | str,
+        *,
+        desc: str | None = None,
+        created_from: object | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Write shapiq's JSON format; our settings go into its ``parameters`` block."""
+        params = {
+            "fixlip_p": self.p,
+            "fixlip_estimation_info": _jsonable(self.estimation_info),
+            "fixlip_context": None if self.context is None else self.context.to_json_dict(),
+        }
+        params.update(kwargs)
+        super().to_json_file(Path(path), desc=desc, created_from=created_from, **params)
+
+    def save(self, path: Path | str, **_: Any) -> None:  # type: ignore[override]
+        """Save as shapiq JSON (loadable with ``InteractionValues.load`` or
+        :func:`load_interaction_values`, which also restores ``p`` and the context)."""
+        path = Path(path)
+        if not path.name.endswith(".json"):
+            raise ValueError(f"Save explanations as JSON: {path} does not end with '.json'.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.to_json_file(path)
+
+    @classmethod
+    def load(cls, path: Path | str) -> FIxLIPInteractionValues:  # type: ignore[override]
+        return load_interaction_values(path)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def make_interaction_values(
+    values: np.ndarray | Sequence[float],
+    terms: Sequence[tuple[int, ...]],
+    *,
+    n_players: int,
+    index: str,
+    max_order: int,
+    p: float | None = None,
+    estimated: bool = True,
+    estimation_budget: int | None = None,
+    estimation_info: Mapping[str, Any] | None = None,
+    context: ExplanationContext | None = None,
+) -> FIxLIPInteractionValues:
+    """Build a :class:`FIxLIPInteractionValues` from a value vector and its terms.
+
+    Args:
+        values: Values ``[len(terms)]``; ``values[k]`` belongs to ``terms[k]``.
+        terms: Sorted player tuples, e.g. ``()``, ``(3,)``, ``(3, 57)``. Terms not listed
+            are absent (and read as 0 by shapiq).
+        n_players: Total number of players.
+        index: Index name. shapiq's own names (``"FBII"``, ``"FSII"``, ``"SV"``, ...) are
+            kept; any other name (``"FWBII"``, ``"GradECLIP"``, ...) is stored as given
+            without shapiq's warning. Do not use ``-`` in names: shapiq reads it as an
+            aggregated index.
+        max_order: Highest order present.
+        p: Keep-probability for weighted Banzhaf indices.
+        estimated: Whether the values are estimates.
+        estimation_budget: Number of value-function evaluations (or pairs) used.
+        estimation_info: Extra settings to record.
+        context: Plotting/metric context.
+
+    Returns:
+        The interaction values; ``iv[()]`` is ``values`` at term ``()`` (0 if absent).
+    """
+    vals = np.asarray(values, dtype=float).reshape(-1)
+    if vals.shape[0] != len(terms):
+        raise ValueError(f"{vals.shape[0]} values for {len(terms)} terms.")
+    if not np.all(np.isfinite(vals)):
+        raise ValueError("Interaction values contain NaN or infinity.")
+    lookup: dict[tuple[int, ...], int] = {}
+    for k, term in enumerate(terms):
+        key = tuple(sorted(int(i) for i in term))
+        if key in lookup:
+            raise ValueError(f"Term {key} appears twice.")
+        if any(i < 0 or i >= n_players for i in key):
+            raise ValueError(f"Term {key} names a player outside 0..{n_players - 1}.")
+        lookup[key] = k
+    if () not in lookup:
+        lookup[()] = len(vals)
+        vals = np.append(vals, 0.0)
+    intercept = float(vals[lookup[()]])
+    if context is not None and context.n_players != n_players:
+        raise ValueError(
+            f"context describes {context.n_players} players but n_players={n_players}."
+        )
+    with warnings.catch_warnings():
+        # shapiq warns on index names it does not know; we keep ours deliberately.
+        warnings.simplefilter("ignore", UserWarning)
+        iv = FIxLIPInteractionValues(
+            vals,
+            index=index,
+            max_order=max_order,
+            n_players=n_players,
+            min_order=0,
+            interaction_lookup=lookup,
+            estimated=estimated,
+            estimation_budget=estimation_budget,
+            # Equal to the intercept, so shapiq never overwrites ``()`` with it.
+            baseline_value=intercept,
+        )
+    iv.p = p
+    iv.estimation_info = dict(estimation_info or {})
+    iv.context = context
+    return iv
+
+
+def load_interaction_values(path: Path | str) -> FIxLIPInteractionValues:
+    """Load a JSON file written by :meth:`FIxLIPInteractionValues.save` (or by shapiq).
+
+    Restores ``p``, ``estimation_info`` and ``context`` (without the display image).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No explanation file at {path}.")
+    with path.open(encoding="utf-8") as fh:
+        data = json.load(fh)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        base = InteractionValues.from_json_file(path)
+    params = data.get("parameters") or {}
+    ctx_dict = params.get("fixlip_context")
+    context = None
+    if ctx_dict:
+        if ctx_dict.get("grid") is not None:
+            ctx_dict["grid"] = tuple(ctx_dict["grid"])
+        context = ExplanationContext(**ctx_dict)
+    terms = list(base.interaction_lookup.keys())
+    values = np.array([base.values[base.interaction_lookup[t]] for t in terms])
+    return make_interaction_values(
+        values,
+        terms,
+        n_players=base.n_players,
+        index=base.index,
+        max_order=base.max_order,
+        p=params.get("fixlip_p"),
+        estimated=base.estimated,
+        estimation_budget=base.estimation_budget,
+        estimation_info=params.get("fixlip_estimation_info") or {},
+        context=context,
+    )
+
+
+def first_order_values(iv: InteractionValues, p: float | None = None) -> np.ndarray:
+    """Exact weighted Banzhaf values of the fitted order-2 surrogate.
+
+    ``phi_i = e_i + p * sum_j e_ij``: the expected marginal contribution of player i to
+    ``sum_T e_T 1[T subset S]`` when every other player is kept with probability p.
+    With p = 0.5 this is also the surrogate's Shapley value (for order <= 2).
+
+    Args:
+        iv: Interaction values of order <= 2.
+        p: Keep-probability; defaults to ``iv.p``, else 0.5.
+
+    Returns:
+        ``[n_players]`` array.
+    """
+    if p is None:
+        p = getattr(iv, "p", None)
+    if p is None:
+        p = 0.5
+    if iv.max_order > 2:
+        raise ValueError(
+            "first_order_values is defined for explanations of order <= 2; "
+            f"this one has max_order={iv.max_order}."
+        )
+    phi = np.zeros(iv.n_players)
+    for term, k in iv.interaction_lookup.items():
+        v = float(iv.values[k])
+        if len(term) == 1:
+            phi[term[0]] += v
+        elif len(term) == 2:
+            phi[term[0]] += p * v
+            phi[term[1]] += p * v
+    return phi

@@ -1,0 +1,367 @@
+"""Core estimators against brute-force least squares, shapiq's ExactComputer and known games."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from shapiq import ExactComputer, InteractionValues
+
+from fixlip_captum import (
+    NotIdentifiableError,
+    approximate_crossmodal,
+    approximate_interactions,
+    exact_interactions,
+    first_order_values,
+    load_interaction_values,
+)
+
+# ---------------------------------------------------------------- reference implementations
+
+
+def random_game(n: int, seed: int, third_order: float = 1.0):
+    """A non-additive game: linear + pairwise + a few triples + a smooth non-polynomial part."""
+    rng = np.random.default_rng(seed)
+    lin = torch.tensor(rng.normal(size=n))
+    pair = torch.tensor(np.triu(rng.normal(size=(n, n)), 1))
+    triples = [tuple(rng.choice(n, 3, replace=False)) for _ in range(3)]
+    coef3 = rng.normal(size=3) * third_order
+
+    def game(coalitions: torch.Tensor) -> torch.Tensor:
+        x = coalitions.double().cpu()
+        out = 0.3 + x @ lin + ((x @ pair) * x).sum(1)
+        for (a, b, c), w in zip(triples, coef3, strict=True):
+            out = out + w * x[:, a] * x[:, b] * x[:, c]
+        return out + third_order * torch.sin(1.7 * x.sum(1))
+
+    return game
+
+
+def two_additive_game(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    lin = torch.tensor(rng.normal(size=n))
+    pair = torch.tensor(np.triu(rng.normal(size=(n, n)), 1))
+    truth = {(): 0.7}
+    truth.update({(i,): float(lin[i]) for i in range(n)})
+    truth.update({(i, j): float(pair[i, j]) for i in range(n) for j in range(i + 1, n)})
+
+    def game(coalitions: torch.Tensor) -> torch.Tensor:
+        x = coalitions.double().cpu()
+        return 0.7 + x @ lin + ((x @ pair) * x).sum(1)
+
+    return game, truth
+
+
+def product_design(coalitions: np.ndarray, terms) -> np.ndarray:
+    return np.stack(
+        [np.all(coalitions[:, list(t)], axis=1) if t else np.ones(len(coalitions)) for t in terms],
+        axis=1,
+    ).astype(float)
+
+
+def all_subsets(n: int) -> np.ndarray:
+    return np.array(list(itertools.product([False, True], repeat=n)))
+
+
+def all_terms(n: int, k: int):
+    return [t for order in range(k + 1) for t in itertools.combinations(range(n), order)]
+
+
+def brute_force_fwbii(game, n: int, p: float, k: int) -> dict:
+    s = all_subsets(n)
+    v = game(torch.tensor(s)).numpy()
+    w = p ** s.sum(1) * (1 - p) ** (n - s.sum(1))
+    terms = all_terms(n, k)
+    x = product_design(s, terms)
+    coef = np.linalg.solve(x.T @ (w[:, None] * x), x.T @ (w * v))
+    return dict(zip(terms, coef, strict=True))
+
+
+def brute_force_fsii(game, n: int, k: int) -> dict:
+    from math import comb
+
+    s = all_subsets(n)
+    v = game(torch.tensor(s)).numpy()
+    size = s.sum(1)
+    w = np.array([0.0 if z in (0, n) else (n - 1) / (comb(n, z) * z * (n - z)) for z in size])
+    terms = all_terms(n, k)
+    x = product_design(s, terms)
+    border = (size == 0) | (size == n)
+    a, d = x[border], v[border]
+    kkt = np.block([[x.T @ (w[:, None] * x), a.T], [a, np.zeros((len(a), len(a)))]])
+    sol = np.linalg.solve(kkt, np.concatenate([x.T @ (w * v), d]))
+    return dict(zip(terms, sol[: len(terms)], strict=True))
+
+
+def max_diff(iv, reference: dict) -> float:
+    return max(abs(iv[t] - val) for t, val in reference.items())
+
+
+def to_crossmodal(game, n_image: int):
+    """Wrap a joint game as a cross-modal one (all pairs of image and text masks)."""
+
+    def crossmodal(z_image: torch.Tensor, z_text: torch.Tensor) -> torch.Tensor:
+        m_i, m_t = z_image.shape[0], z_text.shape[0]
+        joint = torch.cat(
+            [
+                z_image[:, None, :].expand(m_i, m_t, -1),
+                z_text[None, :, :].expand(m_i, m_t, -1),
+            ],
+            dim=2,
+        )
+        return game(joint.reshape(m_i * m_t, -1)).reshape(m_i, m_t)
+
+    return crossmodal
+
+
+# ---------------------------------------------------------------- exact
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.7])
+@pytest.mark.parametrize("n,k", [(6, 2), (9, 2), (7, 1), (6, 3)])
+def test_exact_matches_brute_force(p, n, k):
+    game = random_game(n, seed=n + k)
+    iv = exact_interactions(game, n, p=p, max_order=k)
+    ref = brute_force_fwbii(game, n, p, k)
+    assert max_diff(iv, ref) < 1e-9
+    assert iv.p == p
+    assert iv.estimated is False
+
+
+@pytest.mark.parametrize("n", [5, 8, 10])
+def test_exact_fbii_equals_shapiq(n):
+    game = random_game(n, seed=n)
+    iv = exact_interactions(game, n, p=0.5)
+    ref = ExactComputer(n_players=n, game=lambda x: game(torch.tensor(x)).numpy())("FBII", 2)
+    assert iv.index == "FBII"
+    assert max(abs(iv[t] - ref[t]) for t in ref.interaction_lookup) < 1e-9
+
+
+@pytest.mark.parametrize("n", [5, 8, 10])
+def test_exact_fsii_equals_shapiq_and_brute_force(n):
+    game = random_game(n, seed=10 + n)
+    iv = exact_interactions(game, n, index="FSII")
+    assert max_diff(iv, brute_force_fsii(game, n, 2)) < 1e-9
+    ref = ExactComputer(n_players=n, game=lambda x: game(torch.tensor(x)).numpy())("FSII", 2)
+    # shapiq enforces the empty/full coalitions with a large finite weight; we solve the
+    # constrained problem exactly, hence the looser tolerance against shapiq.
+    assert max(abs(iv[t] - ref[t]) for t in ref.interaction_lookup if t) < 1e-6
+    full = torch.ones(1, n, dtype=torch.bool)
+    assert abs(sum(iv.values) - float(game(full)[0])) < 1e-9  # efficiency
+
+
+def test_exact_refuses_too_many_players():
+    with pytest.raises(ValueError, match="limited to 20 players"):
+        exact_interactions(lambda c: c.sum(1).double(), 21)
+
+
+# ---------------------------------------------------------------- recovery and convergence
+
+
+def test_two_additive_game_recovered_by_every_estimator():
+    game, truth = two_additive_game(12, seed=3)
+    for iv in (
+        approximate_interactions(game, 12, 400, p=0.3, seed=0),
+        approximate_interactions(game, 12, 400, index="FSII", seed=0),
+        approximate_crossmodal(to_crossmodal(game, 8), 8, 4, budget=60 * 16, p=0.7, seed=0),
+    ):
+        assert max_diff(iv, truth) < 1e-8, iv.estimation_info
+
+
+def _mean_error(estimate, exact, seeds):
+    return np.mean([max_diff(estimate(seed), exact) for seed in seeds])
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5])
+def test_model_agnostic_converges(p):
+    n = 10
+    game = random_game(n, seed=7, third_order=2.0)
+    exact = brute_force_fwbii(game, n, p, 2)
+    small = _mean_error(lambda s: approximate_interactions(game, n, 200, p=p, seed=s), exact, range(5))
+    large = _mean_error(
+        lambda s: approximate_interactions(game, n, 3200 // 4 * 4, p=p, seed=s), exact, range(5)
+    )
+    assert large <= 0.5 * small, (small, large)
+
+
+def test_model_agnostic_fsii_converges():
+    n = 10
+    game = random_game(n, seed=8, third_order=2.0)
+    exact = brute_force_fsii(game, n, 2)
+    est = lambda b: lambda s: approximate_interactions(game, n, b, index="FSII", seed=s)  # noqa: E731
+    small, large = _mean_error(est(200), exact, range(5)), _mean_error(est(3200), exact, range(5))
+    assert large <= 0.5 * small, (small, large)
+
+
+@pytest.mark.parametrize("p", [0.3, 0.7])
+def test_crossmodal_converges(p):
+    n_i, n_t = 11, 5
+    game = random_game(n_i + n_t, seed=9, third_order=2.0)
+    exact = brute_force_fwbii(game, n_i + n_t, p, 2)
+    cm = to_crossmodal(game, n_i)
+    # 32 text masks = all of them (enumerated): the error comes from the image sampling.
+    est = lambda m: lambda s: approximate_crossmodal(cm, n_i, n_t, m_image=m, m_text=32, p=p, seed=s)  # noqa: E731
+    small, large = _mean_error(est(120), exact, range(4)), _mean_error(est(1920), exact, range(4))
+    assert large <= 0.5 * small, (small, large)
+
+
+# ---------------------------------------------------------------- cross-modal == dense
+
+
+@pytest.mark.parametrize("pairs", ["all", "crossmodal", [0, 2, 5, 9, 10]])
+@pytest.mark.parametrize("p", [0.3, 0.5])
+def test_crossmodal_equals_dense_weighted_least_squares(pairs, p):
+    n_i, n_t = 9, 6
+    n = n_i + n_t
+    game = random_game(n, seed=4)
+    cm = to_crossmodal(game, n_i)
+    seen = {}
+
+    def recording(z_image, z_text):
+        seen["image"], seen["text"] = z_image.clone(), z_text.clone()
+        return cm(z_image, z_text)
+
+    iv = approximate_crossmodal(recording, n_i, n_t, m_image=300, m_text=60, p=p, seed=1, pairs=pairs)
+    assert not iv.estimation_info["text_enumerated"]
+    zi, zt = seen["image"].numpy(), seen["text"].numpy()
+    joint = np.concatenate(
+        [np.repeat(zi, len(zt), axis=0), np.tile(zt, (len(zi), 1))], axis=1
+    )  # pair (a, b) -> row a * m_T + b
+    v = game(torch.tensor(joint)).numpy()
+    terms = list(iv.interaction_lookup)
+    x = product_design(joint, terms)
+    coef = np.linalg.solve(x.T @ x, x.T @ v)  # i.i.d. rows: equal weights
+    assert max(abs(iv[t] - c) for t, c in zip(terms, coef, strict=True)) < 1e-8
+    if pairs == "crossmodal":
+        assert all(len(t) < 2 or (t[0] < n_i <= t[1]) for t in terms)
+
+
+def test_crossmodal_enumerates_small_text_with_exact_weights():
+    n_i, n_t = 8, 3
+    game = random_game(n_i + n_t, seed=5)
+    exact = brute_force_fwbii(game, n_i + n_t, 0.3, 2)
+    iv = approximate_crossmodal(to_crossmodal(game, n_i), n_i, n_t, m_image=256, m_text=64, p=0.3)
+    assert iv.estimation_info["text_enumerated"] and iv.estimation_info["image_enumerated"]
+    assert iv.estimation_info["m_text"] == 8
+    assert max_diff(iv, exact) < 1e-9  # both sides enumerated with mu_p weights -> exact
+
+
+def test_budget_split_rule():
+    n_i, n_t = 49, 8
+    cm = to_crossmodal(lambda c: c.double().sum(1), n_i)
+    iv = approximate_crossmodal(cm, n_i, n_t, budget=2**15, pairs="crossmodal", seed=0)
+    info = iv.estimation_info
+    # m_T = max(4, 2 * F_T, ceil(sqrt(B) * n_T / n_I)) with F_T = 1 + 8 for cross-modal pairs
+    assert info["m_text"] == max(4, 18, int(np.ceil(np.sqrt(2**15) * 8 / 49)))
+    assert info["m_image"] == 2**15 // info["m_text"]
+    assert info["budget"] == info["m_image"] * info["m_text"] <= 2**15
+
+
+# ---------------------------------------------------------------- determinism and errors
+
+
+def test_same_seed_same_result_different_seed_differs():
+    game = random_game(10, seed=1)
+    a = approximate_interactions(game, 10, 300, seed=42)
+    b = approximate_interactions(game, 10, 300, seed=42)
+    c = approximate_interactions(game, 10, 300, seed=43)
+    np.testing.assert_array_equal(a.values, b.values)
+    assert not np.allclose(a.values, c.values)
+    cm = to_crossmodal(game, 6)
+    x = approximate_crossmodal(cm, 6, 4, m_image=60, m_text=16, seed=7)
+    y = approximate_crossmodal(cm, 6, 4, m_image=60, m_text=16, seed=7)
+    np.testing.assert_array_equal(x.values, y.values)
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, -0.1, 1.5, float("nan")])
+def test_p_outside_open_interval(p):
+    game = random_game(4, seed=0)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        exact_interactions(game, 4, p=p)
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        approximate_crossmodal(to_crossmodal(game, 2), 2, 2, budget=64, p=p)
+
+
+def test_budget_too_small_names_minimum():
+    game = random_game(30, seed=0)
+    with pytest.raises(NotIdentifiableError, match="at least 466"):
+        approximate_interactions(game, 30, 100)
+    cm = to_crossmodal(game, 24)
+    with pytest.raises(NotIdentifiableError, match="at least 301 distinct image masks"):
+        approximate_crossmodal(cm, 24, 6, budget=2000)
+    with pytest.raises(NotIdentifiableError):
+        approximate_crossmodal(cm, 24, 6, m_image=300, m_text=30)
+
+
+def test_degenerate_samples_are_not_silently_solved():
+    # A player that is always kept in every sample cannot be told apart from the intercept.
+    def game(c):
+        return c.double().sum(1)
+
+    def crossmodal(zi, zt):
+        return torch.zeros(zi.shape[0], zt.shape[0], dtype=torch.float64) + zi.double().sum(1)[:, None]
+
+    with pytest.raises(NotIdentifiableError):
+        approximate_crossmodal(crossmodal, 12, 3, m_image=80, m_text=8, p=0.999999, seed=0)
+
+
+def test_bad_game_outputs():
+    with pytest.raises(ValueError, match="expected"):
+        approximate_interactions(lambda c: torch.zeros(c.shape[0], 2), 5, 40, seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        approximate_interactions(lambda c: torch.full((c.shape[0],), float("nan")), 5, 40, seed=0)
+    with pytest.raises(ValueError, match="expected"):
+        approximate_crossmodal(lambda zi, zt: torch.zeros(zi.shape[0]), 5, 3, budget=2000, seed=0)
+    with pytest.raises(ValueError, match="FSII"):
+        approximate_crossmodal(lambda zi, zt: None, 5, 3, budget=2000, index="FSII")
+    with pytest.raises(ValueError, match="index must be one of"):
+        exact_interactions(lambda c: c.sum(1), 3, index="SII")
+
+
+# ---------------------------------------------------------------- the result object
+
+
+def test_interaction_values_roundtrip_without_warnings(tmp_path):
+    game = random_game(7, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        iv = approximate_crossmodal(to_crossmodal(game, 4), 4, 3, m_image=16, m_text=8, p=0.3, seed=0)
+        assert isinstance(iv, InteractionValues)
+        assert iv.index == "FWBII" and iv.p == 0.3
+        intercept = iv[()]
+        assert intercept == iv.values[iv.interaction_lookup[()]]
+        path = tmp_path / "iv.json"
+        iv.save(path)
+        loaded = load_interaction_values(path)
+    assert loaded.p == 0.3 and loaded.index == "FWBII"
+    assert loaded.estimation_info["m_image"] == 16
+    assert loaded.estimation_budget == iv.estimation_budget == 16 * 8
+    for t in iv.interaction_lookup:
+        assert loaded[t] == pytest.approx(iv[t], abs=1e-12)
+    # shapiq's own loader keeps the intercept (it warns that it does not know "FWBII").
+    with pytest.warns(UserWarning, match="FWBII"):
+        plain = InteractionValues.load(path)
+    assert plain[()] == pytest.approx(intercept)
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.8])
+def test_first_order_is_weighted_banzhaf_of_the_surrogate(p):
+    n = 6
+    iv = exact_interactions(random_game(n, seed=3), n, p=p)
+    s = all_subsets(n)
+    surrogate = product_design(s, list(iv.interaction_lookup)) @ np.array(
+        [iv[t] for t in iv.interaction_lookup]
+    )
+    index_of = {tuple(row): k for k, row in enumerate(s)}
+    expected = np.zeros(n)
+    for i in range(n):
+        for row in s[~s[:, i]]:
+            with_i = row.copy()
+            with_i[i] = True
+            weight = p ** row.sum() * (1 - p) ** (n - 1 - row.sum())
+            expected[i] += weight * (surrogate[index_of[tuple(with_i)]] - surrogate[index_of[tuple(row)]])
+    np.testing.assert_allclose(first_order_values(iv), expected, atol=1e-10)
+    np.testing.assert_allclose(iv.first_order(), expected, atol=1e-10)
