@@ -23,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ExplanationContext",
+    "FIxLIP",
     "FIxLIPInteractionValues",
     "NotIdentifiableError",
     "__version__",
@@ -33,3 +34,12 @@ __all__ = [
     "load_interaction_values",
     "make_interaction_values",
 ]
+
+
+def __getattr__(name: str):
+    # FIxLIP pulls in captum and the model adapters: import it on first use only.
+    if name == "FIxLIP":
+        from .attr.fixlip import FIxLIP
+
+        return FIxLIP
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

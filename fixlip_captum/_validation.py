@@ -65,7 +65,7 @@ def as_values(
     if not isinstance(values, torch.Tensor):
         try:
             values = torch.as_tensor(values)
-        except Exception as exc:  # noqa: BLE001 - re-raised with context
+        except Exception as exc:
             raise TypeError(
                 f"The {what} must return a float tensor of shape {tuple(expected_shape)}; "
                 f"got {type(values).__name__}."

@@ -361,25 +361,30 @@ def crossmodal_split(
 ) -> tuple[int, int]:
     """Default split of ``budget`` pairs into ``m_image x m_text`` masks.
 
-    ``m_text = min(2^n_T, max(4, 2 F_T, ceil(sqrt(budget) n_T / n_I)))`` and
-    ``m_image = min(2^n_I, floor(budget / m_text))``, where ``F_T`` is the number of
-    distinct text parts of the fitted terms. The ``sqrt`` term is the published rule (fewer
-    text masks because captions have fewer players than images); ``2 F_T`` keeps the text
-    side identifiable. When ``m`` reaches ``2^n`` that modality is enumerated exactly.
+    1. ``m_text = min(2^n_T, max(4, ceil(sqrt(budget) n_T / n_I)))`` — the published rule:
+       captions have fewer players than images, so fewer text masks.
+    2. If that leaves fewer than ``ceil(1.25 F_T)`` text masks (``F_T`` = distinct text parts
+       of the fitted terms, the least that identifies them) and ``2^n_T`` is larger, raise
+       ``m_text`` to ``min(2^n_T, ceil(1.25 F_T))``.
+    3. ``m_image = min(2^n_I, floor(budget / m_text))``.
+
+    A modality whose ``m`` reaches ``2^n`` is enumerated exactly (weights ``mu_p``).
 
     Args:
         budget: Number of image-text pairs.
         n_image: Image players.
         n_text: Text players.
-        n_image_features: Distinct image parts of the fitted terms.
+        n_image_features: Distinct image parts of the fitted terms (not used by the rule;
+            the caller checks that ``m_image`` reaches it).
         n_text_features: Distinct text parts of the fitted terms.
 
     Returns:
         ``(m_image, m_text)``.
     """
-    del n_image_features  # the image side takes whatever the budget leaves
-    m_text = max(4, 2 * n_text_features, math.ceil(math.sqrt(budget) * n_text / n_image))
-    m_text = min(2**n_text if n_text < 62 else m_text, m_text)
+    del n_image_features
+    all_text = 2**n_text if n_text < 62 else budget
+    m_text = min(all_text, max(4, math.ceil(math.sqrt(budget) * n_text / n_image)))
+    m_text = max(m_text, min(all_text, math.ceil(1.25 * n_text_features)))
     m_image = budget // m_text
     if n_image < 62:
         m_image = min(m_image, 2**n_image)
@@ -487,8 +492,7 @@ def approximate_crossmodal(
     assert m_image is not None and m_text is not None
     if m_image < min_i or m_text < min_t:
         raise NotIdentifiableError(
-            f"{m_image} image masks x {m_text} text masks cannot identify the interactions. "
-            + hint
+            f"{m_image} image masks x {m_text} text masks cannot identify the interactions. " + hint
         )
     gen = make_generator(seed)
     z_image, w_image, image_enum = _modality_masks(m_image, n_i, p, gen, dev)

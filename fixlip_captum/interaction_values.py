@@ -252,7 +252,9 @@ def load_interaction_values(path: Path | str) -> FIxLIPInteractionValues:
             ctx_dict["grid"] = tuple(ctx_dict["grid"])
         context = ExplanationContext(**ctx_dict)
     terms = list(base.interaction_lookup.keys())
-    values = np.array([base.values[base.interaction_lookup[t]] for t in terms])
+    # shapiq's ``values`` property builds a new array on every access: read it once.
+    base_values = base.values
+    values = np.array([base_values[base.interaction_lookup[t]] for t in terms])
     return make_interaction_values(
         values,
         terms,
@@ -291,8 +293,10 @@ def first_order_values(iv: InteractionValues, p: float | None = None) -> np.ndar
             f"this one has max_order={iv.max_order}."
         )
     phi = np.zeros(iv.n_players)
+    # shapiq's ``values`` property builds a new array on every access: read it once.
+    values = iv.values
     for term, k in iv.interaction_lookup.items():
-        v = float(iv.values[k])
+        v = float(values[k])
         if len(term) == 1:
             phi[term[0]] += v
         elif len(term) == 2:

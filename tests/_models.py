@@ -157,3 +157,206 @@ def random_pixels(seed: int, size: int = 32, channels: int = 3) -> torch.Tensor:
     """A normalised-looking image ``[1, C, size, size]`` (standard normal, seeded)."""
     g = torch.Generator().manual_seed(seed)
     return torch.randn(1, channels, size, size, generator=g)
+
+
+# ---------------------------------------------------------------------------------------
+# transformers: CLIPModel, SiglipModel, Siglip2Model (tiny, random init) and their
+# processors built offline from a small vocabulary.
+# ---------------------------------------------------------------------------------------
+
+HF_WORDS = ("a", "photo", "of", "cat", "dog", "red", "blue", "on", "the", "grass", "big")
+_HF_LAYERS = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+
+
+def _clip_bpe_vocab(words: Sequence[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """CLIP-style BPE vocabulary in which every word of ``words`` is one token ``w</w>``:
+    start 0, end 1, then characters, partial merges and whole words."""
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    merges: list[tuple[str, str]] = []
+
+    def add(token: str) -> None:
+        vocab.setdefault(token, len(vocab))
+
+    for word in words:
+        symbols = [*word[:-1], word[-1] + "</w>"]
+        for s in symbols:
+            add(s)
+        left = symbols[0]
+        for right in symbols[1:]:
+            if (left, right) not in merges:
+                merges.append((left, right))
+            left = left + right
+            add(left)
+    return vocab, merges
+
+
+@functools.cache
+def hf_clip_processor():
+    """``CLIPProcessor``: BPE ``CLIPTokenizer`` over :data:`HF_WORDS` (start 0, end = pad
+    = 1) and a ``CLIPImageProcessor`` resizing/cropping to 32 px."""
+    from transformers import CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
+
+    vocab, merges = _clip_bpe_vocab(HF_WORDS)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges)
+    for w in HF_WORDS:  # each word must be a single token, or the tests' positions break
+        assert tokenizer(w)["input_ids"] == [0, vocab[w + "</w>"], 1], w
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+    return CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+@functools.cache
+def tiny_hf_clip():
+    """transformers ``CLIPModel``: 32 px images, 8 px patches (4 x 4 grid), causal text
+    tower pooled at the first end-of-text id (1), context 12, logit scale exp(2)."""
+    from transformers import CLIPConfig, CLIPModel
+
+    vocab_size = len(hf_clip_processor().tokenizer)
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=vocab_size,
+            max_position_embeddings=12,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            **_HF_LAYERS,
+        ),
+        vision_config=dict(image_size=32, patch_size=8, **_HF_LAYERS),
+        projection_dim=16,
+        logit_scale_init_value=2.0,
+    )
+    torch.manual_seed(10)
+    return CLIPModel(config).eval()
+
+
+def _word_tokenizer(specials: dict[str, int], template: str, pad: str):
+    """A transformers fast tokenizer over :data:`HF_WORDS` (word level, lowercased),
+    built offline with ``tokenizers``."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import TokenizersBackend
+
+    vocab = dict(specials)
+    for w in HF_WORDS:
+        vocab[w] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    used = [s for s in specials if s in template.split()]
+    tok.post_processor = processors.TemplateProcessing(
+        single=template, special_tokens=[(s, specials[s]) for s in used]
+    )
+    kwargs = {"unk_token": "<unk>", "pad_token": pad}
+    if "</s>" in specials:
+        kwargs["eos_token"] = "</s>"
+    if "<eos>" in specials:
+        kwargs.update(eos_token="<eos>", bos_token="<bos>")
+    return TokenizersBackend(tokenizer_object=tok, **kwargs)
+
+
+@functools.cache
+def hf_siglip_processor():
+    """``SiglipProcessor``: SigLIP-layout word tokenizer (``w_1 .. w_k </s>``, end = pad =
+    1, no start token; the tokenizer's attention mask is 0 on padding) and a
+    ``SiglipImageProcessor`` resizing to 32 x 32."""
+    from transformers import SiglipImageProcessor, SiglipProcessor
+
+    tokenizer = _word_tokenizer({"<s>": 0, "</s>": 1, "<unk>": 2}, "$A </s>", pad="</s>")
+    image_processor = SiglipImageProcessor(size={"height": 32, "width": 32})
+    return SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def _siglip_text_config(vocab_size: int, pad: int, eos: int, bos: int) -> dict:
+    return dict(
+        vocab_size=vocab_size,
+        max_position_embeddings=12,
+        pad_token_id=pad,
+        eos_token_id=eos,
+        bos_token_id=bos,
+        **_HF_LAYERS,
+    )
+
+
+@functools.cache
+def tiny_hf_siglip():
+    """transformers ``SiglipModel``: 32 px images, 8 px patches (4 x 4 grid, no class
+    token, MAP head), bidirectional text tower pooled at the last position (context 12),
+    logit scale exp(1.5) and bias -2 (random init would zero both)."""
+    from transformers import SiglipConfig, SiglipModel
+
+    vocab_size = len(hf_siglip_processor().tokenizer)
+    config = SiglipConfig(
+        text_config=_siglip_text_config(vocab_size, pad=1, eos=1, bos=0),
+        vision_config=dict(image_size=32, patch_size=8, **_HF_LAYERS),
+    )
+    torch.manual_seed(11)
+    model = SiglipModel(config).eval()
+    with torch.no_grad():
+        model.logit_scale.fill_(1.5)
+        model.logit_bias.fill_(-2.0)
+    return model
+
+
+@functools.cache
+def hf_siglip2_processor(max_num_patches: int = 16):
+    """``Siglip2Processor``: Gemma-layout word tokenizer (``<bos> w_1 .. w_k <eos>``, pad
+    0, end 1, start 2; attention mask 0 on padding) and a NaFlex ``Siglip2ImageProcessor``
+    with 8 px patches and ``max_num_patches`` patches."""
+    from transformers import Siglip2ImageProcessor, Siglip2Processor
+
+    tokenizer = _word_tokenizer(
+        {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3}, "<bos> $A <eos>", pad="<pad>"
+    )
+    image_processor = Siglip2ImageProcessor(patch_size=8, max_num_patches=max_num_patches)
+    return Siglip2Processor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+@functools.cache
+def tiny_hf_siglip2():
+    """transformers ``Siglip2Model``: 8 px patches, 4 x 4 position-embedding grid
+    (``num_patches=16``, resized by the model to other grids), MAP head, SigLIP text tower
+    (context 12), logit scale exp(1.5) and bias -2."""
+    from transformers import Siglip2Config, Siglip2Model
+
+    vocab_size = len(hf_siglip2_processor().tokenizer)
+    config = Siglip2Config(
+        text_config=_siglip_text_config(vocab_size, pad=0, eos=1, bos=2),
+        vision_config=dict(num_patches=16, patch_size=8, **_HF_LAYERS),
+    )
+    torch.manual_seed(12)
+    model = Siglip2Model(config).eval()
+    with torch.no_grad():
+        model.logit_scale.fill_(1.5)
+        model.logit_bias.fill_(-2.0)
+    return model
+
+
+def random_pil_image(seed: int, width: int = 40, height: int = 48):
+    """A seeded RGB PIL image of uniform noise."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
+
+
+# ---------------------------------------------------------------------------------------
+# Small games for exact enumeration (methods tests)
+# ---------------------------------------------------------------------------------------
+
+
+@functools.cache
+def tiny_open_clip_clip_2x2():
+    """open_clip ``CLIP`` with a 2 x 2 patch grid (32 px, 16 px patches): with a caption of
+    2-3 words the game has 6-7 players, few enough for shapiq's ``ExactComputer``."""
+    import open_clip
+
+    torch.manual_seed(3)
+    model = open_clip.CLIP(
+        embed_dim=16,
+        vision_cfg=dict(image_size=32, patch_size=16, width=32, layers=2, head_width=16),
+        text_cfg=dict(context_length=16, vocab_size=49408, width=32, heads=2, layers=2),
+    )
+    with torch.no_grad():
+        model.logit_scale.fill_(2.0)
+    return model.eval()

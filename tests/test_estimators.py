@@ -18,6 +18,7 @@ from fixlip_captum import (
     first_order_values,
     load_interaction_values,
 )
+from fixlip_captum.estimators import crossmodal_split
 
 # ---------------------------------------------------------------- reference implementations
 
@@ -180,7 +181,9 @@ def test_model_agnostic_converges(p):
     n = 10
     game = random_game(n, seed=7, third_order=2.0)
     exact = brute_force_fwbii(game, n, p, 2)
-    small = _mean_error(lambda s: approximate_interactions(game, n, 200, p=p, seed=s), exact, range(5))
+    small = _mean_error(
+        lambda s: approximate_interactions(game, n, 200, p=p, seed=s), exact, range(5)
+    )
     large = _mean_error(
         lambda s: approximate_interactions(game, n, 3200 // 4 * 4, p=p, seed=s), exact, range(5)
     )
@@ -202,8 +205,11 @@ def test_crossmodal_converges(p):
     game = random_game(n_i + n_t, seed=9, third_order=2.0)
     exact = brute_force_fwbii(game, n_i + n_t, p, 2)
     cm = to_crossmodal(game, n_i)
+
     # 32 text masks = all of them (enumerated): the error comes from the image sampling.
-    est = lambda m: lambda s: approximate_crossmodal(cm, n_i, n_t, m_image=m, m_text=32, p=p, seed=s)  # noqa: E731
+    def est(m):
+        return lambda s: approximate_crossmodal(cm, n_i, n_t, m_image=m, m_text=32, p=p, seed=s)
+
     small, large = _mean_error(est(120), exact, range(4)), _mean_error(est(1920), exact, range(4))
     assert large <= 0.5 * small, (small, large)
 
@@ -224,7 +230,9 @@ def test_crossmodal_equals_dense_weighted_least_squares(pairs, p):
         seen["image"], seen["text"] = z_image.clone(), z_text.clone()
         return cm(z_image, z_text)
 
-    iv = approximate_crossmodal(recording, n_i, n_t, m_image=300, m_text=60, p=p, seed=1, pairs=pairs)
+    iv = approximate_crossmodal(
+        recording, n_i, n_t, m_image=300, m_text=60, p=p, seed=1, pairs=pairs
+    )
     assert not iv.estimation_info["text_enumerated"]
     zi, zt = seen["image"].numpy(), seen["text"].numpy()
     joint = np.concatenate(
@@ -254,8 +262,12 @@ def test_budget_split_rule():
     cm = to_crossmodal(lambda c: c.double().sum(1), n_i)
     iv = approximate_crossmodal(cm, n_i, n_t, budget=2**15, pairs="crossmodal", seed=0)
     info = iv.estimation_info
-    # m_T = max(4, 2 * F_T, ceil(sqrt(B) * n_T / n_I)) with F_T = 1 + 8 for cross-modal pairs
-    assert info["m_text"] == max(4, 18, int(np.ceil(np.sqrt(2**15) * 8 / 49)))
+    # published rule ceil(sqrt(B) * n_T / n_I) = 30 is above the floor 1.25 * F_T (F_T = 1 + 8)
+    assert info["m_text"] == int(np.ceil(np.sqrt(2**15) * 8 / 49)) == 30
+    # all pairs: F_T = 1 + 8 + 28 = 37 text parts -> floor ceil(1.25 * 37) = 47 text masks
+    assert crossmodal_split(2**15, n_i, n_t, 1226, 37) == (2**15 // 47, 47)
+    # tiny captions are enumerated: 2^3 = 8 text masks
+    assert crossmodal_split(2**15, n_i, 3, 1226, 7) == (2**15 // 8, 8)
     assert info["m_image"] == 2**15 // info["m_text"]
     assert info["budget"] == info["m_image"] * info["m_text"] <= 2**15
 
@@ -302,7 +314,9 @@ def test_degenerate_samples_are_not_silently_solved():
         return c.double().sum(1)
 
     def crossmodal(zi, zt):
-        return torch.zeros(zi.shape[0], zt.shape[0], dtype=torch.float64) + zi.double().sum(1)[:, None]
+        return (
+            torch.zeros(zi.shape[0], zt.shape[0], dtype=torch.float64) + zi.double().sum(1)[:, None]
+        )
 
     with pytest.raises(NotIdentifiableError):
         approximate_crossmodal(crossmodal, 12, 3, m_image=80, m_text=8, p=0.999999, seed=0)
@@ -328,7 +342,9 @@ def test_interaction_values_roundtrip_without_warnings(tmp_path):
     game = random_game(7, seed=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        iv = approximate_crossmodal(to_crossmodal(game, 4), 4, 3, m_image=16, m_text=8, p=0.3, seed=0)
+        iv = approximate_crossmodal(
+            to_crossmodal(game, 4), 4, 3, m_image=16, m_text=8, p=0.3, seed=0
+        )
         assert isinstance(iv, InteractionValues)
         assert iv.index == "FWBII" and iv.p == 0.3
         intercept = iv[()]
@@ -362,6 +378,8 @@ def test_first_order_is_weighted_banzhaf_of_the_surrogate(p):
             with_i = row.copy()
             with_i[i] = True
             weight = p ** row.sum() * (1 - p) ** (n - 1 - row.sum())
-            expected[i] += weight * (surrogate[index_of[tuple(with_i)]] - surrogate[index_of[tuple(row)]])
+            expected[i] += weight * (
+                surrogate[index_of[tuple(with_i)]] - surrogate[index_of[tuple(row)]]
+            )
     np.testing.assert_allclose(first_order_values(iv), expected, atol=1e-10)
     np.testing.assert_allclose(iv.first_order(), expected, atol=1e-10)

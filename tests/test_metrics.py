@@ -191,7 +191,7 @@ def test_insertion_deletion_degenerate_game_raises():
 
 def test_game_with_wrong_output_shape_raises():
     iv = _iv(3, [1.0, 0.0, 0.0])
-    with pytest.raises(ValueError, match=r"\[m\] values"):
+    with pytest.raises(ValueError, match="one value per coalition"):
         insertion_deletion(iv, lambda c: torch.zeros(c.shape[0], 2))
 
 
@@ -243,6 +243,67 @@ def test_scaled_explanation_keeps_r2_after_least_squares_scale():
     assert res.r2_unscaled == pytest.approx(1 - np.sum(y**2) / np.sum((y - y.mean()) ** 2))
 
 
+def test_intercept_conventions():
+    # Game with v(empty) = c != 0. An explanation fitted on v carries e_() = c (read as its
+    # prediction of v(empty)); one without intercept is anchored at the empty coalition.
+    game = _random_two_additive(7, seed=8)
+    exact0 = game.exact_iv()
+    on_v = make_interaction_values(
+        [game.c, *exact0.values[1:]],
+        list(exact0.interaction_lookup),
+        n_players=7,
+        index="FWBII",
+        max_order=2,
+    )
+    for iv, mode in ((exact0, "anchored"), (on_v, "fitted")):
+        res = p_faithfulness(iv, game, n_samples=100)
+        assert res.intercept == mode
+        assert res.r2_unscaled == pytest.approx(1.0)
+    assert p_faithfulness(on_v, game, n_samples=100, intercept="anchored").r2_unscaled == (
+        pytest.approx(1.0)
+    )
+    off = p_faithfulness(exact0, game, n_samples=100, intercept="fitted")
+    y = off.game_values
+    # fitted surrogate = y - c, so SSE = m c^2
+    assert off.r2_unscaled == pytest.approx(1 - len(y) * game.c**2 / np.sum((y - y.mean()) ** 2))
+    with pytest.raises(ValueError, match="intercept"):
+        p_faithfulness(exact0, game, n_samples=10, intercept="none")
+
+
+def test_fitted_intercept_of_a_projection_hand_computed():
+    # v = x0 x1 x2. Its FWBII(0.5) projection is e_() = p^3 = 1/8, e_i = -p^2 = -1/4,
+    # e_ij = p = 1/2; the residual is -z0 z1 z2 = -+1/8 on every coalition. Over the 8
+    # coalitions: SST = 7/8; "fitted" SSE = 8/64 -> R^2 = 6/7; "anchored" shifts every
+    # prediction by -1/8 -> SSE = 4/16 -> R^2 = 5/7.
+    from fixlip_captum.estimators import exact_interactions
+
+    def game(c):
+        return c.all(dim=1).to(torch.float64)
+
+    iv = exact_interactions(game, 3, index="FWBII", p=0.5)
+    assert iv[()] == pytest.approx(1 / 8)
+    assert iv[(0,)] == pytest.approx(-1 / 4)
+    assert iv[(0, 2)] == pytest.approx(1 / 2)
+    coal = np.array(list(itertools.product([False, True], repeat=3)))
+    values = coal.all(axis=1).astype(float)
+    auto = faithfulness_scores(iv, coal, values, 0.0)
+    assert auto.intercept == "fitted"
+    assert auto.r2_unscaled == pytest.approx(6 / 7)
+    anchored = faithfulness_scores(iv, coal, values, 0.0, intercept="anchored")
+    assert anchored.r2_unscaled == pytest.approx(5 / 7)
+
+
+def test_library_exact_fwbii_of_two_additive_game_is_perfect():
+    from fixlip_captum.estimators import exact_interactions
+
+    game = _random_two_additive(8, seed=9)
+    iv = exact_interactions(game, 8, index="FWBII", p=0.7)
+    for intercept in ("auto", "anchored", "fitted"):
+        res = p_faithfulness(iv, game, distribution=0.7, n_samples=200, intercept=intercept)
+        assert res.r2_unscaled == pytest.approx(1.0)
+        assert res.spearman == pytest.approx(1.0)
+
+
 def test_correlations_match_scipy_on_a_wrong_explanation():
     game = _random_two_additive(10, seed=6)
     rng = np.random.default_rng(0)
@@ -285,6 +346,8 @@ def test_draw_coalitions_distributions_and_seed():
     np.testing.assert_allclose(s.mean(axis=0), s.mean(), atol=0.015)
     with pytest.raises(ValueError, match="strictly between"):
         draw_coalitions(5, 10, 1.0)
+    with pytest.raises(ValueError, match="strictly between"):
+        p_faithfulness(_iv(5), TwoAdditiveGame(0, np.ones(5), np.zeros((5, 5))), distribution=0)
     with pytest.raises(ValueError, match="shapley"):
         draw_coalitions(5, 10, "banzhaf")
 

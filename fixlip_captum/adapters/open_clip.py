@@ -36,6 +36,7 @@ from open_clip.timm_model import TimmModel
 from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 from open_clip.transformer import TextTransformer, VisionTransformer
 
+from fixlip_captum.adapters._patches import pixel_player_map
 from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES, DualEncoderAdapter, TextInput
 
 __all__ = ["OpenCLIPAdapter"]
@@ -347,15 +348,8 @@ class OpenCLIPAdapter(DualEncoderAdapter):
         return img[:, :, :3].astype(np.float64)
 
     def pixel_player_map(self) -> torch.Tensor:
-        """``[H, W]`` long: the image player that owns each pixel, ``-1`` for pixels outside
-        the patch grid (which the patchifying convolution ignores)."""
-        (rows, cols), (ph, pw) = self.patch_grid, self._vision.patch
-        h, w = self.image_size
-        r = torch.arange(h) // ph
-        c = torch.arange(w) // pw
-        ids = r[:, None] * cols + c[None, :]
-        ids[(r >= rows)[:, None].expand(h, w) | (c >= cols)[None, :].expand(h, w)] = -1
-        return ids
+        """``[H, W]`` long: the image player owning each pixel (``-1`` outside the grid)."""
+        return pixel_player_map(self.patch_grid, self.image_size)
 
     def encode_image(
         self,

@@ -72,7 +72,7 @@ def _attention(
     ``mask`` is additive and broadcastable to ``[B, n_heads, L, L]``.
     """
     wq, bq, wk, bk, wv, bv = weights
-    bsz, length, width = x.shape
+    bsz, length, _ = x.shape
     dh = wq.shape[0] // n_heads
 
     def heads(t: torch.Tensor) -> torch.Tensor:
@@ -215,6 +215,7 @@ class Towers:
         self.image_batch_first = True
         self.text_batch_first = True
         self._image_why = ""
+        self._image_attention_ok = True
         try:
             import open_clip
         except ImportError:  # pragma: no cover - open_clip is a dependency
@@ -262,18 +263,29 @@ class Towers:
                 self.image_cls = 0
                 self.image_batch_first = model.visual.transformer.batch_first
         else:
+            trunk = getattr(model.visual, "trunk", None)
+            blocks = getattr(trunk, "blocks", None)
+            if blocks is not None and getattr(trunk, "num_prefix_tokens", 1) == 0:
+                # timm SigLIP-style trunk: hidden states are reachable (exCLIP), attention
+                # is not the nn.MultiheadAttention we recompute.
+                self.image_blocks = list(blocks)
+                self._image_attention_ok = False
             self._image_why = (
-                f"the image tower is {type(model.visual).__name__} (e.g. timm SigLIP without a "
-                "class token), not an open_clip VisionTransformer."
+                f"the image tower is {type(model.visual).__name__} (a timm trunk: no class "
+                "token, attention-pool head), not an open_clip VisionTransformer."
             )
         text = model.text if isinstance(model, open_clip.CustomTextCLIP) else model
-        if isinstance(model, open_clip.CustomTextCLIP) and getattr(text, "cls_emb", None) is not None:
+        if (
+            isinstance(model, open_clip.CustomTextCLIP)
+            and getattr(text, "cls_emb", None) is not None
+        ):
             raise TypeError("open_clip text towers with an appended class token are not supported.")
         self.text_blocks = list(text.transformer.resblocks)
         self.text_batch_first = text.transformer.batch_first
         self.token_embedding = text.token_embedding
         self._text_module = text
-        for blk in [*(self.image_blocks or []), *self.text_blocks]:
+        own_blocks = self.image_blocks if self._image_attention_ok else []
+        for blk in [*(own_blocks or []), *self.text_blocks]:
             if not isinstance(blk, ResidualAttentionBlock):
                 raise TypeError(
                     f"open_clip block type {type(blk).__name__} (custom attention) is not "
@@ -284,6 +296,10 @@ class Towers:
     @property
     def image_attention(self) -> list[nn.Module]:
         blocks = self.require_image_blocks()
+        if not self._image_attention_ok:
+            raise NotImplementedError(
+                f"This method needs the image attention, but {self._image_why}"
+            )
         return [b.attn if self.family == "open_clip" else b.self_attn for b in blocks]
 
     @property
@@ -304,14 +320,16 @@ class Towers:
     def require_image_cls(self, method: str) -> int:
         self.require_image_blocks()
         if self.image_cls is None:
-            raise NotImplementedError(f"{method} explains the class-token query, but {self._image_why}")
+            raise NotImplementedError(
+                f"{method} explains the class-token query, but {self._image_why}"
+            )
         return self.image_cls
 
     def logit_scale_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(exp(logit_scale), logit_bias or None)`` as 0-d tensors."""
-        scale = self.model.logit_scale.exp().reshape(-1)[0]
+        scale = self.model.logit_scale.detach().exp().reshape(-1)[0]
         bias = getattr(self.model, "logit_bias", None)
-        return scale, (None if bias is None else bias.reshape(-1)[0])
+        return scale, (None if bias is None else bias.detach().reshape(-1)[0])
 
     # ------------------------------------------------------------------ forward passes
     @contextlib.contextmanager
@@ -394,7 +412,7 @@ class Towers:
             x = query if batch_first else query.transpose(0, 1)
             if not x.requires_grad and torch.is_grad_enabled():
                 x = x.detach().requires_grad_(True)
-            bsz, length, width = x.shape
+            bsz, length, _ = x.shape
             heads = module.num_heads
             w = module.in_proj_weight
             b = module.in_proj_bias
@@ -402,8 +420,10 @@ class Towers:
             bq, bk, bv = b.chunk(3) if b is not None else (None, None, None)
             mask = _as_additive(kwargs.get("attn_mask"), x.dtype)
             if mask is not None:
-                mask = mask.view(1, 1, length, length) if mask.dim() == 2 else mask.view(
-                    bsz, heads, length, length
+                mask = (
+                    mask.view(1, 1, length, length)
+                    if mask.dim() == 2
+                    else mask.view(bsz, heads, length, length)
                 )
             kpm = kwargs.get("key_padding_mask")
             if kpm is not None:
@@ -414,7 +434,6 @@ class Towers:
             x = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
             if not x.requires_grad and torch.is_grad_enabled():
                 x = x.detach().requires_grad_(True)
-            bsz, length, width = x.shape
             heads = module.num_heads
             wq, bq = module.q_proj.weight, module.q_proj.bias
             wk, bk = module.k_proj.weight, module.k_proj.bias

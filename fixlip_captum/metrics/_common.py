@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from shapiq import InteractionValues
 
+from fixlip_captum._validation import as_values
+
 __all__ = ["ExplanationArrays", "evaluate_game", "explanation_arrays", "surrogate_values"]
 
 JointGameFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
@@ -131,17 +133,7 @@ def evaluate_game(
     outs = []
     for start in range(0, coal.shape[0], batch_size):
         chunk = coal[start : start + batch_size]
-        out = game(chunk)
-        if isinstance(out, torch.Tensor):
-            out = out.detach().to("cpu", torch.float64).numpy()
-        out = np.asarray(out, dtype=float).reshape(-1)
-        if out.shape[0] != chunk.shape[0]:
-            raise ValueError(
-                f"The game returned {out.shape[0]} values for {chunk.shape[0]} coalitions; "
-                "a joint game must map [m, n] bool coalitions to [m] values."
-            )
-        outs.append(out)
-    values = np.concatenate(outs) if outs else np.zeros(0)
-    if not np.all(np.isfinite(values)):
-        raise ValueError("The game returned NaN or infinite values.")
-    return values
+        # as_values raises a clear error on a wrong shape or NaN/inf output.
+        out = as_values(game(chunk), (chunk.shape[0],), torch.device("cpu"), what="joint game")
+        outs.append(out.numpy())
+    return np.concatenate(outs) if outs else np.zeros(0)

@@ -2,11 +2,21 @@
 
 On fresh coalitions ``S`` (not the ones an estimator was fitted on) the centred game value
 ``y(S) = v(S) - v(empty)`` is compared with the explanation's surrogate
+``s(S) = sum_{T subset S} e_T``. How the intercept ``e_()`` enters (``intercept=``):
 
-    ``s(S) = sum_{T subset S} e_T = e_() + sum_{i in S} e_i + sum_{i<j in S} e_ij``
+* ``"fitted"``: ``s(S) - v(empty)``: the explanation's own prediction of ``v(S)``, centred
+  like the game. This is the library's convention: its estimators fit ``v`` with a free
+  intercept (FSII pins it to ``v(empty)``), so ``e_()`` is on the game's scale;
+* ``"anchored"``: ``s(S) - e_() = sum_{T subset S, T != ()} e_T``: the surrogate anchored
+  at the empty coalition like the game, for explanations without an intercept (gradient
+  maps have ``e_() = 0``). For a least-squares fit it adds the bias ``v(empty) - e_()`` to
+  every prediction, which costs R^2 when ``v(empty)`` is atypical (an all-grey image with
+  an empty caption often is);
+* ``"auto"`` (default): ``"fitted"`` when the explanation has a non-zero intercept,
+  ``"anchored"`` when ``e_() = 0``. For an explanation whose intercept equals ``v(empty)``
+  (Shapley values, FSII) both coincide.
 
-(intercept included by default, because the library's estimators fit ``v - v(empty)``
-with a free intercept; baselines have ``e_() = 0``). Coalitions are drawn from
+Coalitions are drawn with the library's samplers (:mod:`fixlip_captum.samplers`) from
 
 * ``Bernoulli(p)``: every player kept independently with probability ``p``
   (the distribution the weighted Banzhaf index ``FWBII(p)`` is faithful for), or
@@ -23,9 +33,10 @@ Scores:
   ranks for ties (values equal to 10 significant digits count as tied);
 * ``pearson``: linear correlation;
 * ``r2``: ``1 - sum (y - a s)^2 / sum (y - mean y)^2`` after a per-instance least-squares
-  scale ``a = <s, y> / <s, s>`` (no offset). The scale lets methods reported on arbitrary
-  scales (gradient maps, normalised heatmaps) be compared; it can only raise R^2, and a
-  value below 0 means worse than predicting the mean;
+  scale ``a = <s, y> / <s, s>`` (no offset; with an offset it would equal ``pearson^2``).
+  The scale lets methods reported on arbitrary scales (gradient maps, normalised heatmaps)
+  be compared; it can only raise R^2, and a value below 0 means worse than predicting the
+  mean;
 * ``r2_unscaled``: the same with ``a = 1`` (meaningful only for methods on the game's
   scale, such as FIxLIP and Shapley values).
 """
@@ -33,17 +44,21 @@ Scores:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+import torch
 from scipy.stats import rankdata
 from shapiq import InteractionValues
 
+from fixlip_captum._validation import check_p
 from fixlip_captum.metrics._common import (
     JointGameFn,
     evaluate_game,
     explanation_arrays,
     surrogate_values,
 )
+from fixlip_captum.samplers import bernoulli_coalitions, make_generator, shapley_kernel_coalitions
 
 __all__ = [
     "FaithfulnessResult",
@@ -51,6 +66,9 @@ __all__ = [
     "faithfulness_scores",
     "p_faithfulness",
 ]
+
+
+Intercept = Literal["auto", "anchored", "fitted"]
 
 
 def _distribution_name(distribution: float | str) -> str:
@@ -61,10 +79,7 @@ def _distribution_name(distribution: float | str) -> str:
                 f"{distribution!r}."
             )
         return "shapley"
-    p = float(distribution)
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p must lie strictly between 0 and 1, got {p}.")
-    return f"p={p:g}"
+    return f"p={check_p(distribution):g}"
 
 
 def draw_coalitions(
@@ -72,7 +87,7 @@ def draw_coalitions(
     n_samples: int = 1000,
     distribution: float | str = 0.5,
     *,
-    seed: int | np.random.Generator = 0,
+    seed: int | torch.Generator = 0,
 ) -> np.ndarray:
     """Draw evaluation coalitions for :func:`faithfulness_scores`.
 
@@ -81,25 +96,22 @@ def draw_coalitions(
         n_samples: Number of coalitions ``m``.
         distribution: Keep-probability ``p`` in ``(0, 1)`` for i.i.d. Bernoulli masks, or
             ``"shapley"`` for the Shapley-kernel distribution (sizes ``1..n-1``).
-        seed: Seed or ``numpy.random.Generator``; same seed, same coalitions.
+        seed: Seed or CPU ``torch.Generator``; same seed, same coalitions.
 
     Returns:
-        ``[m, n]`` bool, ``True`` = kept.
+        ``[m, n]`` bool numpy array, ``True`` = kept.
     """
     if n_players < 2:
         raise ValueError(f"n_players must be >= 2, got {n_players}.")
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
     name = _distribution_name(distribution)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    if name != "shapley":
-        return rng.random((n_samples, n_players)) < float(distribution)
-    sizes = np.arange(1, n_players)
-    probs = 1.0 / (sizes * (n_players - sizes))
-    k = rng.choice(sizes, size=n_samples, p=probs / probs.sum())
-    # A uniform subset of size k: the k players with the smallest random keys.
-    ranks = np.argsort(np.argsort(rng.random((n_samples, n_players)), axis=1), axis=1)
-    return ranks < k[:, None]
+    gen = seed if isinstance(seed, torch.Generator) else make_generator(int(seed))
+    if name == "shapley":
+        coal = shapley_kernel_coalitions(n_samples, n_players, gen)
+    else:
+        coal = bernoulli_coalitions(n_samples, n_players, float(distribution), gen)
+    return coal.cpu().numpy()
 
 
 @dataclass
@@ -115,7 +127,8 @@ class FaithfulnessResult:
         scale: The least-squares scale ``a``.
         n_samples: Number of coalitions.
         game_values: ``[m]`` centred game values ``y = v(S) - v(empty)``.
-        surrogate: ``[m]`` surrogate values ``s(S)``.
+        surrogate: ``[m]`` surrogate values compared with ``game_values``.
+        intercept: How the intercept entered (``"fitted"`` or ``"anchored"``).
     """
 
     distribution: str
@@ -127,6 +140,7 @@ class FaithfulnessResult:
     n_samples: int
     game_values: np.ndarray
     surrogate: np.ndarray
+    intercept: str = "fitted"
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -155,7 +169,7 @@ def faithfulness_scores(
     v_empty: float,
     *,
     distribution: float | str = "custom",
-    include_intercept: bool = True,
+    intercept: Intercept = "auto",
 ) -> FaithfulnessResult:
     """Score an explanation against game values that were already computed.
 
@@ -168,7 +182,8 @@ def faithfulness_scores(
         values: ``[m]`` game values ``v(S)``.
         v_empty: ``v(empty)``.
         distribution: Label stored in the result (``p`` or ``"shapley"``).
-        include_intercept: Include ``e_()`` in the surrogate.
+        intercept: ``"auto"``, ``"fitted"`` (surrogate with ``e_()``, minus ``v_empty``) or
+            ``"anchored"`` (surrogate without ``e_()``); see the module notes.
 
     Returns:
         :class:`FaithfulnessResult`.
@@ -181,7 +196,14 @@ def faithfulness_scores(
             f"coalitions {tuple(coal.shape)} and values {tuple(y.shape)} do not match; pass "
             "[m, n] coalitions and their [m] game values."
         )
-    s = surrogate_values(arrays, coal, include_intercept=include_intercept)
+    if intercept == "auto":
+        intercept = "fitted" if arrays.intercept != 0.0 else "anchored"
+    if intercept == "anchored":
+        s = surrogate_values(arrays, coal, include_intercept=False)
+    elif intercept == "fitted":
+        s = surrogate_values(arrays, coal, include_intercept=True) - float(v_empty)
+    else:
+        raise ValueError(f"intercept must be 'auto', 'anchored' or 'fitted', got {intercept!r}.")
     sst = float(np.sum((y - y.mean()) ** 2))
     ss = float(s @ s)
     scale = float(s @ y) / ss if ss > 0.0 else 0.0
@@ -201,6 +223,7 @@ def faithfulness_scores(
         n_samples=int(y.shape[0]),
         game_values=y,
         surrogate=s,
+        intercept=intercept,
     )
 
 
@@ -210,9 +233,9 @@ def p_faithfulness(
     *,
     distribution: float | str = 0.5,
     n_samples: int = 1000,
-    seed: int | np.random.Generator = 0,
+    seed: int | torch.Generator = 0,
     batch_size: int = 256,
-    include_intercept: bool = True,
+    intercept: Intercept = "auto",
 ) -> FaithfulnessResult:
     """p-faithfulness of an explanation on fresh coalitions of a joint game.
 
@@ -223,7 +246,7 @@ def p_faithfulness(
         n_samples: Number of fresh coalitions.
         seed: Seed of the coalitions.
         batch_size: Coalitions per game call.
-        include_intercept: Include ``e_()`` in the surrogate.
+        intercept: ``"auto"``, ``"fitted"`` or ``"anchored"`` (see the module notes).
 
     Returns:
         :class:`FaithfulnessResult`.
@@ -238,5 +261,5 @@ def p_faithfulness(
         vals[1:],
         float(vals[0]),
         distribution=_distribution_name(distribution),
-        include_intercept=include_intercept,
+        intercept=intercept,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,7 +20,7 @@ from matplotlib.colors import LinearSegmentedColormap, Normalize, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
-from matplotlib.textpath import TextPath
+from matplotlib.textpath import TextToPath
 from shapiq import InteractionValues
 
 from fixlip_captum.interaction_values import ExplanationContext, first_order_values
@@ -34,6 +35,8 @@ EDGE_KINDS = ("image-text", "image-image", "text-text")
 
 # Display size used when the explanation carries no image (pixels along the longer side).
 _BLANK_SIZE = 224
+
+_TEXT_TO_PATH = TextToPath()
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,15 +96,20 @@ def pair_arrays(iv: InteractionValues) -> tuple[np.ndarray, np.ndarray, np.ndarr
     )
 
 
+def pair_matrix(iv: InteractionValues) -> np.ndarray:
+    """Symmetric matrix ``[n_players, n_players]`` of the pair terms (zero diagonal)."""
+    mat = np.zeros((iv.n_players, iv.n_players))
+    ii, jj, vv = pair_arrays(iv)
+    mat[ii, jj] = vv
+    mat[jj, ii] = vv
+    return mat
+
+
 def interaction_row(iv: InteractionValues, player: int) -> np.ndarray:
     """Pair values ``e_{player, j}`` for every ``j`` as ``[n_players]`` (0 at ``player``)."""
     if not 0 <= player < iv.n_players:
         raise ValueError(f"player {player} is outside 0..{iv.n_players - 1}.")
-    row = np.zeros(iv.n_players)
-    ii, jj, vv = pair_arrays(iv)
-    row[jj[ii == player]] = vv[ii == player]
-    row[ii[jj == player]] = vv[jj == player]
-    return row
+    return pair_matrix(iv)[player]
 
 
 def pair_kind(i: int, j: int, n_image: int) -> str:
@@ -234,9 +242,7 @@ def patch_thumbnails(ctx: ExplanationContext) -> list[np.ndarray]:
     rows, cols = ctx.grid
     hs = np.linspace(0, img.shape[0], rows + 1).round().astype(int)
     ws = np.linspace(0, img.shape[1], cols + 1).round().astype(int)
-    return [
-        img[hs[r] : hs[r + 1], ws[c] : ws[c + 1]] for r in range(rows) for c in range(cols)
-    ]
+    return [img[hs[r] : hs[r + 1], ws[c] : ws[c + 1]] for r in range(rows) for c in range(cols)]
 
 
 def value_overlay(
@@ -307,11 +313,15 @@ class Canvas:
         return box.x + box.w / 2, box.y
 
 
+@lru_cache(maxsize=4096)
 def _text_width_pt(label: str, fontsize: float) -> float:
+    """Advance width of ``label`` in points (cached: layouts measure the same tokens often)."""
     if not label.strip():
         return fontsize * 0.6
-    path = TextPath((0, 0), label, prop=FontProperties(size=fontsize))
-    return float(path.get_extents().width)
+    width, _, _ = _TEXT_TO_PATH.get_text_width_height_descent(
+        label, FontProperties(size=fontsize), ismath=False
+    )
+    return float(width)
 
 
 def _layout_tokens(

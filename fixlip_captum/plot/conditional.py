@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from shapiq import InteractionValues
 
+from fixlip_captum.interaction_values import ExplanationContext
 from fixlip_captum.plot._common import (
     add_colourbar,
     draw_grid_lines,
@@ -20,6 +22,7 @@ from fixlip_captum.plot._common import (
     interaction_row,
     make_canvas,
     outline_player,
+    pair_matrix,
     panel_grid,
     symmetric_limit,
 )
@@ -76,9 +79,21 @@ def draw_conditional(
         The ``vmax`` used.
     """
     _check_pairs(iv)
-    ctx = get_context(iv)
     pid = _resolve_player(iv, player)
     row = interaction_row(iv, pid)
+    return _draw_row(ax, get_context(iv), pid, row, first_order(iv)[pid], vmax, fontsize, title)
+
+
+def _draw_row(
+    ax: Axes,
+    ctx: ExplanationContext,
+    pid: int,
+    row: np.ndarray,
+    phi: float,
+    vmax: float | None,
+    fontsize: float,
+    title: str | None,
+) -> float:
     if vmax is None:
         vmax = symmetric_limit(row)
     canvas = make_canvas(ax, ctx, fontsize=fontsize)
@@ -88,7 +103,6 @@ def draw_conditional(
     draw_tokens(canvas, row[ctx.n_image :], vmax)
     outline_player(canvas, pid)
     if title is None:
-        phi = first_order(iv)[pid]
         name = ctx.player_label(pid)
         if pid >= ctx.n_image:
             name = f"'{name}'"
@@ -161,8 +175,9 @@ def plot_conditional_grid(
         raise ValueError("ncols must be at least 1.")
     ncols = min(ncols, len(pids))
     nrows = -(-len(pids) // ncols)
-    rows = [interaction_row(iv, p) for p in pids]
-    vmax = symmetric_limit(*rows) if shared_scale else None
+    mat = pair_matrix(iv)
+    phi = first_order(iv)
+    vmax = symmetric_limit(mat[pids]) if shared_scale else None
     grid = panel_grid(
         ctx,
         nrows,
@@ -176,8 +191,8 @@ def plot_conditional_grid(
         if n >= len(pids):
             ax.set_axis_off()
             continue
-        draw_conditional(ax, iv, pids[n], vmax=vmax, fontsize=fontsize)
+        pid = pids[n]
+        _draw_row(ax, ctx, pid, mat[pid], phi[pid], vmax, fontsize, None)
     if shared_scale:
         add_colourbar(grid.fig, grid.colourbars[0], float(vmax), "pair interaction")
     return grid.fig
-

@@ -36,9 +36,10 @@ def _main_values(iv: InteractionValues, values: str) -> np.ndarray:
         return first_order(iv)
     if values == "main":
         out = np.zeros(iv.n_players)
+        vals = iv.values  # a fresh array per access in shapiq: read once
         for term, k in iv.interaction_lookup.items():
             if len(term) == 1:
-                out[term[0]] = iv.values[k]
+                out[term[0]] = vals[k]
         return out
     raise ValueError(f"values must be 'first_order' or 'main', not {values!r}.")
 

@@ -244,7 +244,10 @@ class Sample:
 
 def _regular_polygon(cx: float, cy: float, r: float, n: int, phase: float) -> list[tuple]:
     return [
-        (cx + r * math.cos(phase + 2 * math.pi * k / n), cy + r * math.sin(phase + 2 * math.pi * k / n))
+        (
+            cx + r * math.cos(phase + 2 * math.pi * k / n),
+            cy + r * math.sin(phase + 2 * math.pi * k / n),
+        )
         for k in range(n)
     ]
 
@@ -275,7 +278,9 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
         ri = 0.55 * r
         draw.ellipse((cx - ri, cy - ri, cx + ri, cy + ri), fill=0)
     elif shape == "diamond":
-        draw.polygon([(cx, cy - r), (cx + 0.75 * r, cy), (cx, cy + r), (cx - 0.75 * r, cy)], fill=255)
+        draw.polygon(
+            [(cx, cy - r), (cx + 0.75 * r, cy), (cx, cy + r), (cx - 0.75 * r, cy)], fill=255
+        )
     elif shape == "heart":
         t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
         x = 16 * np.sin(t) ** 3
@@ -359,7 +364,12 @@ def render_scene(
         mask = np.zeros((image_size, image_size), dtype=bool)
         mask[y0 : y0 + cell_px, x0 : x0 + cell_px] = local
         ys, xs = np.nonzero(local)
-        bbox = (int(xs.min()) + x0, int(ys.min()) + y0, int(xs.max()) + x0 + 1, int(ys.max()) + y0 + 1)
+        bbox = (
+            int(xs.min()) + x0,
+            int(ys.min()) + y0,
+            int(xs.max()) + x0 + 1,
+            int(ys.max()) + y0 + 1,
+        )
         objects.append(
             SceneObject(colour, shape, int(cell), (float(cx), float(cy)), float(r), bbox, mask)
         )
@@ -408,9 +418,7 @@ def generate_sample(
     cells = sorted(int(c) for c in rng.choice(_GRID * _GRID, n_objects, replace=False))
     array, objects = render_scene(rng, colours, shapes, cells, image_size)
     named = [int(i) for i in rng.permutation(n_objects)[:n_named]]
-    caption = render_caption(
-        [objects[i].key for i in named], named, draw_template(n_named, rng)
-    )
+    caption = render_caption([objects[i].key for i in named], named, draw_template(n_named, rng))
     return Sample(array=array, objects=objects, caption=caption, seed=int(seed))
 
 

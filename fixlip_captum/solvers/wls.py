@@ -32,19 +32,22 @@ class NotIdentifiableError(ValueError):
     """The sampled coalitions cannot determine every requested interaction."""
 
 
-def _check_positive_definite(gram: torch.Tensor, hint: str) -> None:
+def _scaled_cholesky(gram: torch.Tensor, hint: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cholesky factor of the unit-diagonal Gram ``D^-1/2 G D^-1/2`` and ``D^-1/2``.
+
+    Raises if a pivot is (numerically) zero: the terms are then not identifiable.
+    """
     diag = torch.diagonal(gram)
     if not bool((diag > 0).all()):
         raise NotIdentifiableError(f"Some interactions never vary in the samples. {hint}")
     scale = diag.rsqrt()
-    unit = gram * scale[:, None] * scale[None, :]
-    chol, info = torch.linalg.cholesky_ex(unit)
-    pivots = torch.diagonal(chol) ** 2
-    if int(info) != 0 or float(pivots.min()) < _PIVOT_TOL:
+    chol, info = torch.linalg.cholesky_ex(gram * scale[:, None] * scale[None, :])
+    if int(info) != 0 or float((torch.diagonal(chol) ** 2).min()) < _PIVOT_TOL:
         raise NotIdentifiableError(
             "The sampled coalitions do not identify all requested interactions "
             f"(the normal equations are singular). {hint}"
         )
+    return chol, scale
 
 
 def solve_normal_equations(
@@ -71,11 +74,10 @@ def solve_normal_equations(
             minimum-norm fallback: a silent arbitrary answer would be wrong.
     """
     if constraints is None:
-        _check_positive_definite(gram, hint)
-        chol = torch.linalg.cholesky(gram)
-        return torch.cholesky_solve(rhs[:, None], chol)[:, 0]
+        chol, scale = _scaled_cholesky(gram, hint)
+        return scale * torch.cholesky_solve((scale * rhs)[:, None], chol)[:, 0]
     a, d = constraints
-    _check_positive_definite(gram + a.T @ a, hint)
+    _scaled_cholesky(gram + a.T @ a, hint)
     t, r = gram.shape[0], a.shape[0]
     kkt = torch.zeros((t + r, t + r), dtype=gram.dtype, device=gram.device)
     kkt[:t, :t] = gram

@@ -1,0 +1,606 @@
+"""What the transformers adapters (CLIP, SigLIP, SigLIP2) share.
+
+The text side of all three families is the same recipe: the caption is tokenised once,
+and a masked token is removed as an attention *key* by zeroing its entry of the 2-D
+``attention_mask`` handed to the model's own ``get_text_features`` (CLIP merges it with
+the causal mask, SigLIP builds a bidirectional mask from it). Positions that are not players
+(start, end, padding, and the position the model pools) keep the mask the tokenizer gave
+them, so with every player kept the adapter reproduces ``model(**inputs)`` exactly.
+
+Image preprocessing, the patch-mask helpers and the similarity are shared as well; each
+family module only says how a masked image is encoded.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase, ProcessorMixin
+from transformers.image_processing_utils import BaseImageProcessor
+
+from .base import IMAGE_MASKINGS, VALUES, DualEncoderAdapter, TextInput
+
+__all__ = [
+    "OPENAI_CLIP_MEAN",
+    "OPENAI_CLIP_STD",
+    "SIGLIP_MEAN",
+    "SIGLIP_STD",
+    "HFAdapterBase",
+    "check_coalitions",
+    "isqrt_grid",
+    "kept_count_groups",
+    "l2_normalize",
+    "map_head_over_nothing",
+    "split_tokenizer_or_processor",
+]
+
+# Normalisation constants the published processors use; only needed when no image
+# processor is given (to undo normalisation in ``display_image``).
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+SIGLIP_MEAN = (0.5, 0.5, 0.5)
+SIGLIP_STD = (0.5, 0.5, 0.5)
+
+
+def split_tokenizer_or_processor(
+    obj: Any,
+) -> tuple[PreTrainedTokenizerBase | None, BaseImageProcessor | None]:
+    """Split what the user passed into ``(tokenizer, image_processor)``.
+
+    Args:
+        obj: A transformers processor (``ProcessorMixin`` with ``tokenizer`` and
+            ``image_processor``), a tokenizer (``PreTrainedTokenizerBase``), an image
+            processor (``BaseImageProcessor``) or ``None``.
+
+    Returns:
+        ``(tokenizer or None, image_processor or None)``.
+    """
+    if obj is None:
+        return None, None
+    if isinstance(obj, ProcessorMixin):
+        tokenizer = getattr(obj, "tokenizer", None)
+        image_processor = getattr(obj, "image_processor", None)
+        if tokenizer is not None and not isinstance(tokenizer, PreTrainedTokenizerBase):
+            raise TypeError(
+                f"the processor's tokenizer is a {type(tokenizer).__name__}, "
+                "not a transformers tokenizer"
+            )
+        return tokenizer, image_processor
+    if isinstance(obj, PreTrainedTokenizerBase):
+        return obj, None
+    if isinstance(obj, BaseImageProcessor):
+        return None, obj
+    raise TypeError(
+        "tokenizer_or_processor must be a transformers processor (e.g. "
+        "AutoProcessor.from_pretrained(name)), a tokenizer, an image processor or None; "
+        f"got {type(obj).__name__}"
+    )
+
+
+def check_coalitions(
+    coalitions: torch.Tensor | None, n_players: int, what: str, device: torch.device
+) -> torch.Tensor:
+    """Validate ``coalitions [m, n_players]`` (bool) and move them to ``device``.
+
+    Args:
+        coalitions: ``[m, n_players]`` bool, True = player kept, or ``None`` for one
+            coalition that keeps everyone.
+        n_players: Number of players of this modality.
+        what: ``"image"`` or ``"text"``, for the error message.
+        device: Where the result lives.
+
+    Returns:
+        ``[m, n_players]`` bool on ``device``.
+    """
+    if coalitions is None:
+        return torch.ones(1, n_players, dtype=torch.bool, device=device)
+    if not isinstance(coalitions, torch.Tensor):
+        raise TypeError(f"{what} coalitions must be a torch.bool tensor [m, {n_players}]")
+    if coalitions.dtype != torch.bool:
+        raise TypeError(
+            f"{what} coalitions must have dtype torch.bool (True = player kept), "
+            f"got {coalitions.dtype}; use coalitions.bool()"
+        )
+    if coalitions.ndim != 2 or coalitions.shape[1] != n_players:
+        raise ValueError(
+            f"{what} coalitions must have shape [m, {n_players}] (one column per {what} "
+            f"player), got {tuple(coalitions.shape)}"
+        )
+    return coalitions.to(device)
+
+
+def l2_normalize(x: torch.Tensor) -> torch.Tensor:
+    """``[m, D]`` -> float32 rows of unit length."""
+    x = x.float()
+    return x / x.norm(dim=-1, keepdim=True)
+
+
+def kept_count_groups(coalitions: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Group coalitions by how many players they keep (token drop needs equal lengths).
+
+    Grouping depends only on each row itself, so the embedding of a coalition does not
+    depend on which other coalitions share its call.
+
+    Args:
+        coalitions: ``[m, n]`` bool.
+
+    Yields:
+        ``(rows [g], kept [g, k])``: row indices into ``coalitions`` and, per row, the kept
+        player indices in increasing order (row-major patch order is preserved).
+    """
+    counts = coalitions.sum(dim=1)
+    for k in torch.unique(counts).tolist():
+        rows = torch.nonzero(counts == k).flatten()
+        # Stable sort of ~mask puts the kept indices first, in increasing order.
+        order = torch.argsort((~coalitions[rows]).to(torch.int8), dim=1, stable=True)
+        yield rows, order[:, :k]
+
+
+def map_head_over_nothing(head: torch.nn.Module, batch: int) -> torch.Tensor:
+    """Output of a SigLIP attention-pooling (MAP) head when no patch token is left.
+
+    Attention over an empty key set has no defined weights; we take the attended value to be
+    the empty sum (zero), so the attention block returns only its output-projection bias and
+    the head's residual MLP runs on that. This defines v(empty) for token drop; it is
+    batch-independent and finite (a softmax over no keys would give NaN).
+
+    Args:
+        head: A ``SiglipMultiheadAttentionPoolingHead`` / ``Siglip2...`` with ``attention``
+            (``nn.MultiheadAttention``), ``layernorm`` and ``mlp``.
+        batch: Number of rows to return.
+
+    Returns:
+        ``[batch, hidden]`` pooled features (before any projection).
+    """
+    out_proj = head.attention.out_proj
+    hidden = out_proj.weight.shape[0]
+    if out_proj.bias is None:
+        x = out_proj.weight.new_zeros(batch, 1, hidden)
+    else:
+        x = out_proj.bias.expand(batch, 1, hidden)
+    x = x + head.mlp(head.layernorm(x))
+    return x[:, 0]
+
+
+def _as_pair(value: Any) -> tuple[int, int]:
+    if isinstance(value, (list, tuple)):
+        return int(value[0]), int(value[-1])
+    return int(value), int(value)
+
+
+class HFAdapterBase(DualEncoderAdapter):
+    """Shared part of the transformers adapters; not used directly.
+
+    Subclasses set ``_model_types`` (accepted model classes), ``_default_mean_std``,
+    ``_pools_last`` (SigLIP: text pooled at the last position; CLIP: at end-of-text) and
+    implement ``_encode_mean`` / ``_encode_drop``.
+    """
+
+    _model_types: tuple[type, ...] = ()
+    _default_mean_std: tuple[tuple[float, ...], tuple[float, ...]] = (SIGLIP_MEAN, SIGLIP_STD)
+    _pools_last: bool = True
+
+    def __init__(self, model: torch.nn.Module, tokenizer_or_processor: Any = None) -> None:
+        if not isinstance(model, self._model_types):
+            names = " / ".join(t.__name__ for t in self._model_types)
+            raise TypeError(
+                f"{type(self).__name__} needs a transformers {names}, got "
+                f"{type(model).__name__}; use fixlip_captum.adapters.get_adapter(model, ...) "
+                "to pick the right adapter"
+            )
+        self.model = model
+        self.tokenizer, self.image_processor = split_tokenizer_or_processor(tokenizer_or_processor)
+
+    # ---- geometry ------------------------------------------------------------------------
+
+    @property
+    def vision_config(self) -> Any:
+        return self.model.config.vision_config
+
+    @property
+    def text_config(self) -> Any:
+        return self.model.config.text_config
+
+    @property
+    def patch_size(self) -> tuple[int, int]:
+        return _as_pair(self.vision_config.patch_size)
+
+    @property
+    def num_channels(self) -> int:
+        return int(getattr(self.vision_config, "num_channels", 3))
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return _as_pair(self.vision_config.image_size)
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        (h, w), (ph, pw) = self.image_size, self.patch_size
+        return h // ph, w // pw
+
+    @property
+    def context_length(self) -> int:
+        """Longest token sequence the text tower accepts."""
+        return int(self.text_config.max_position_embeddings)
+
+    # ---- images --------------------------------------------------------------------------
+
+    def _mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
+        ip = self.image_processor
+        if ip is not None and getattr(ip, "do_normalize", True) is False:
+            mean, std = (0.0,) * 3, (1.0,) * 3
+        elif ip is not None and getattr(ip, "image_mean", None) is not None:
+            mean, std = ip.image_mean, ip.image_std
+        else:
+            mean, std = self._default_mean_std
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
+        return mean, torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+
+    def _check_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Validate ``[1, C, H, W]`` (or ``[C, H, W]``) against the model and move it."""
+        if not isinstance(pixel_values, torch.Tensor):
+            raise TypeError(
+                f"pixel_values must be a tensor [1, C, H, W], got {type(pixel_values).__name__}"
+            )
+        if pixel_values.ndim == 3:
+            pixel_values = pixel_values.unsqueeze(0)
+        if pixel_values.ndim != 4 or pixel_values.shape[0] != 1:
+            raise ValueError(
+                "pass one image as a tensor [C, H, W] or [1, C, H, W]; got shape "
+                f"{tuple(pixel_values.shape)} (explain several images one at a time)"
+            )
+        c, h, w = pixel_values.shape[1:]
+        if c != self.num_channels:
+            raise ValueError(
+                f"the model expects {self.num_channels} channels, the image has {c}; "
+                "convert it (e.g. PIL image.convert('RGB')) and preprocess it with the processor"
+            )
+        if (h, w) != self.image_size:
+            raise ValueError(
+                f"the model expects {self.image_size[0]}x{self.image_size[1]} pixels, the "
+                f"image is {h}x{w}; pass a PIL image together with the model's processor, or "
+                "resize the tensor first"
+            )
+        if not pixel_values.is_floating_point():
+            raise TypeError("pixel_values must be a float tensor in the model's normalised space")
+        return pixel_values.to(self.device, torch.float32)
+
+    def _processor_pixels(self, image: Any) -> torch.Tensor:
+        """Run the image processor on a PIL image -> ``[1, C, H, W]`` (CLIP, SigLIP)."""
+        out = self.image_processor(images=image, return_tensors="pt")
+        return out["pixel_values"]
+
+    def preprocess_image(self, image: Any) -> torch.Tensor:
+        """Normalised ``[1, C, H, W]`` on :attr:`device`.
+
+        Args:
+            image: A PIL image (needs the model's processor, which resizes, crops and
+                normalises it exactly as for ``model(**processor(...))``), or a tensor
+                ``[C, H, W]`` / ``[1, C, H, W]`` already preprocessed (only checked).
+
+        Returns:
+            ``[1, C, H, W]`` float32 on the model's device.
+        """
+        if isinstance(image, torch.Tensor):
+            return self._check_pixels(image)
+        try:
+            from PIL import Image
+        except ImportError:  # pragma: no cover - pillow is a dependency
+            Image = None
+        if Image is not None and isinstance(image, Image.Image):
+            if self.image_processor is None:
+                raise ValueError(
+                    "a PIL image needs the model's processor: pass "
+                    "AutoProcessor.from_pretrained(name) as tokenizer_or_processor, or give "
+                    "a preprocessed tensor [1, C, H, W]"
+                )
+            return self._check_pixels(self._processor_pixels(image.convert("RGB")))
+        raise TypeError(
+            f"image must be a PIL image or a tensor [1, C, H, W], got {type(image).__name__}"
+        )
+
+    def display_image(self, pixel_values: torch.Tensor) -> np.ndarray:
+        """Undo normalisation: ``[1, C, H, W]`` -> ``[H, W, 3]`` float in ``[0, 1]``.
+
+        Args:
+            pixel_values: ``[1, C, H, W]`` or ``[C, H, W]`` as returned by
+                :meth:`preprocess_image`.
+        """
+        x = pixel_values.detach().float().cpu()
+        if x.ndim == 4:
+            x = x[0]
+        mean, std = self._mean_std()
+        x = (x * std + mean).clamp(0.0, 1.0)
+        if x.shape[0] == 1:
+            x = x.expand(3, -1, -1)
+        return x.permute(1, 2, 0).numpy()
+
+    def pixel_player_map(self) -> torch.Tensor:
+        """``[H, W]`` long: the image player that owns each pixel, ``-1`` for pixels outside
+        the patch grid (which the patchifying convolution ignores)."""
+        (rows, cols), (ph, pw) = self.patch_grid, self.patch_size
+        h, w = self.image_size
+        r = torch.arange(h) // ph
+        c = torch.arange(w) // pw
+        ids = r[:, None] * cols + c[None, :]
+        ids[(r >= rows)[:, None] | (c >= cols)[None, :]] = -1
+        return ids
+
+    def _pixel_keep_mask(self, coalitions: torch.Tensor) -> torch.Tensor:
+        """``[m, n_I]`` bool -> ``[m, 1, H, W]`` float, 0 on the pixels of masked patches
+        (pixels outside the patch grid are never seen and keep 1)."""
+        owner = self.pixel_player_map().to(coalitions.device)
+        keep = torch.ones(coalitions.shape[0], *owner.shape, device=coalitions.device)
+        inside = owner >= 0
+        keep[:, inside] = coalitions[:, owner[inside]].float()
+        return keep.unsqueeze(1)
+
+    def encode_image(
+        self,
+        pixel_values: torch.Tensor,
+        coalitions: torch.Tensor | None = None,
+        masking: str = "mean",
+    ) -> torch.Tensor:
+        """L2-normalised image embeddings ``[m, D]`` (float32) under each coalition.
+
+        Args:
+            pixel_values: ``[1, C, H, W]`` from :meth:`preprocess_image`.
+            coalitions: ``[m, n_I]`` bool, True = patch kept; ``None`` = every patch kept.
+            masking: ``"mean"`` (a masked patch is 0 in normalised pixel space, the
+                dataset mean colour) or ``"drop"`` (the patch token is removed; see the
+                family's class docstring for how).
+        """
+        if masking not in IMAGE_MASKINGS:
+            raise ValueError(f"masking must be one of {IMAGE_MASKINGS}, got {masking!r}")
+        pixel_values = self._check_pixels(pixel_values)
+        coalitions = check_coalitions(coalitions, self.n_image_players, "image", self.device)
+        if coalitions.shape[0] == 0:
+            return self.encode_image(pixel_values, None, masking)[:0]
+        if masking == "mean":
+            return l2_normalize(self._encode_mean(pixel_values, coalitions))
+        return l2_normalize(self._encode_drop(pixel_values, coalitions))
+
+    def _encode_mean(self, pixel_values: torch.Tensor, coalitions: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _encode_drop(self, pixel_values: torch.Tensor, coalitions: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ---- text ----------------------------------------------------------------------------
+
+    def _tokenize_string(self, text: str) -> tuple[list[int], list[int] | None]:
+        """Tokenise as the family's processor does; no truncation (too long is an error)."""
+        if self._pools_last:
+            # SigLIP was trained on captions padded to the full context; the processors do so.
+            enc = self.tokenizer(
+                text, padding="max_length", max_length=self.context_length, truncation=False
+            )
+        else:
+            enc = self.tokenizer(text, truncation=False)
+        return list(enc["input_ids"]), enc.get("attention_mask")
+
+    def _pooled_position(self, input_ids: torch.Tensor) -> int:
+        """Where the text tower reads its output, by the model's own rule."""
+        if self._pools_last:
+            return int(input_ids.numel()) - 1
+        eos = self.text_config.eos_token_id
+        if eos == 2:
+            # transformers' legacy rule for old CLIP configs: end-of-text has the largest id.
+            return int(input_ids.argmax())
+        hits = torch.nonzero(input_ids == eos).flatten()
+        if hits.numel() == 0:
+            raise ValueError(
+                f"the caption has no end-of-text token (id {eos}), where CLIP reads its "
+                "text embedding; tokenise with the model's tokenizer"
+            )
+        return int(hits[0])
+
+    def _special_ids_without_tokenizer(self) -> set[int]:
+        cfg = self.text_config
+        ids = {cfg.eos_token_id, cfg.pad_token_id, cfg.bos_token_id}
+        return {int(i) for i in ids if isinstance(i, int)}
+
+    def _player_mask(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooled: int
+    ) -> torch.Tensor:
+        """``[L]`` bool: which positions are text players."""
+        length = input_ids.numel()
+        positions = torch.arange(length)
+        if self.tokenizer is not None:
+            special = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), dtype=torch.long)
+            is_player = attention_mask.bool() & ~torch.isin(input_ids, special)
+        elif self._pools_last:
+            # Without a tokenizer: the caption runs up to the first end/padding id of the
+            # config; a leading start id is not a player.
+            cfg = self.text_config
+            ends = {i for i in (cfg.eos_token_id, cfg.pad_token_id) if isinstance(i, int)}
+            hits = torch.nonzero(torch.isin(input_ids, torch.tensor(sorted(ends)))).flatten()
+            if hits.numel() == 0:
+                raise ValueError(
+                    f"cannot find where the caption ends: no end/padding id {sorted(ends)} "
+                    "(from the model's text config) in the token ids; pass the model's "
+                    "tokenizer or processor"
+                )
+            is_player = positions < int(hits[0])
+            bos = cfg.bos_token_id
+            if isinstance(bos, int) and int(input_ids[0]) == bos:
+                is_player[0] = False
+        else:
+            # CLIP always starts with the start-of-text token.
+            is_player = (positions > 0) & attention_mask.bool()
+        if not self._pools_last:
+            # Causal tower: tokens after the pooled end-of-text cannot reach it.
+            is_player &= positions < pooled
+        if bool(is_player[pooled]):
+            # Masking the pooled position as a key would not remove its id from the output,
+            # so it cannot be a player: it is always kept.
+            warnings.warn(
+                f"the model reads its text embedding at position {pooled}, which holds a "
+                f"caption token (id {int(input_ids[pooled])}, e.g. the tokenizer adds no "
+                "end token); that token is always kept and is not a player",
+                stacklevel=3,
+            )
+            is_player[pooled] = False
+        return is_player
+
+    def _label(self, token_id: int) -> str:
+        if self.tokenizer is None:
+            return f"<{token_id}>"
+        label = self.tokenizer.decode([token_id]).strip()
+        if not label:
+            label = str(self.tokenizer.convert_ids_to_tokens(token_id))
+        return label
+
+    def tokenize(self, text: Any) -> TextInput:
+        """Tokenise a caption once and find its players.
+
+        Args:
+            text: A caption string (needs a tokenizer or processor; tokenised as the
+                family's processor does: CLIP unpadded, SigLIP padded to the context), token
+                ids ``Sequence[int]`` / ``Tensor[L]`` / ``Tensor[1, L]`` used verbatim with
+                every position attended, a mapping with ``input_ids`` and optionally
+                ``attention_mask`` (e.g. the tokenizer's output for one caption), or a
+                :class:`TextInput` (returned unchanged).
+
+        Returns:
+            :class:`TextInput` with ``input_ids [L]``, ``attention_mask [L]``,
+            ``player_positions [n_T]`` (every non-special attended token except the pooled
+            position), ``labels`` and ``extra["pool_position"]``.
+        """
+        if isinstance(text, TextInput):
+            return text
+        caption = None
+        mask_list = None
+        if isinstance(text, str):
+            if not text.strip():
+                raise ValueError("the caption is empty; give at least one word")
+            if self.tokenizer is None:
+                raise ValueError(
+                    "a caption string needs the model's tokenizer or processor "
+                    "(tokenizer_or_processor=...); without one, pass token ids"
+                )
+            caption = text
+            ids_list, mask_list = self._tokenize_string(text)
+            input_ids = torch.tensor(ids_list, dtype=torch.long)
+        elif isinstance(text, Mapping):
+            if "input_ids" not in text:
+                raise ValueError("a mapping caption needs an 'input_ids' entry")
+            input_ids = torch.as_tensor(text["input_ids"]).long()
+            if text.get("attention_mask") is not None:
+                mask_list = torch.as_tensor(text["attention_mask"]).long().reshape(-1).tolist()
+        elif isinstance(text, (torch.Tensor, Sequence)):
+            input_ids = torch.as_tensor(text)
+            if input_ids.is_floating_point():
+                raise TypeError("token ids must be integers")
+            input_ids = input_ids.long()
+        else:
+            raise TypeError(
+                f"text must be a string, token ids or a TextInput, got {type(text).__name__}"
+            )
+        if input_ids.ndim == 2 and input_ids.shape[0] == 1:
+            input_ids = input_ids[0]
+        if input_ids.ndim != 1 or input_ids.numel() == 0:
+            raise ValueError(
+                f"pass one caption: token ids of shape [L], got {tuple(input_ids.shape)}"
+            )
+        input_ids = input_ids.cpu()
+        if mask_list is None:
+            attention_mask = torch.ones_like(input_ids)
+        else:
+            attention_mask = torch.tensor(mask_list, dtype=torch.long).reshape(-1)
+            if attention_mask.numel() != input_ids.numel():
+                raise ValueError("attention_mask and input_ids must have the same length")
+        length = input_ids.numel()
+        if length > self.context_length:
+            raise ValueError(
+                f"the caption has {length} tokens but the model's text context is "
+                f"{self.context_length}; shorten the caption"
+            )
+        vocab = int(self.text_config.vocab_size)
+        if int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab:
+            raise ValueError(f"token ids must lie in [0, {vocab}) for this model")
+
+        pooled = self._pooled_position(input_ids)
+        is_player = self._player_mask(input_ids, attention_mask, pooled)
+        player_positions = torch.nonzero(is_player).flatten()
+        if player_positions.numel() == 0:
+            raise ValueError("the caption has no tokens to explain (only start/end/padding tokens)")
+        labels = [self._label(int(input_ids[i])) for i in player_positions]
+        if caption is None and self.tokenizer is not None:
+            caption = self.tokenizer.decode(input_ids[player_positions].tolist())
+        dev = self.device
+        return TextInput(
+            input_ids=input_ids.to(dev),
+            attention_mask=attention_mask.to(dev),
+            player_positions=player_positions.to(dev),
+            labels=labels,
+            text=caption,
+            extra={"pool_position": pooled},
+        )
+
+    def encode_text(self, text: TextInput, coalitions: torch.Tensor | None = None) -> torch.Tensor:
+        """L2-normalised text embeddings ``[m, D]`` (float32) under each coalition.
+
+        A masked token is removed as an attention key (its ``attention_mask`` entry is 0);
+        its own id then has no effect on the pooled output. Start, end and padding tokens
+        and the pooled position keep the tokenizer's mask, so with every token kept this is
+        exactly ``model.get_text_features(**tokenizer_output)``.
+
+        Args:
+            text: A :class:`TextInput` from :meth:`tokenize`.
+            coalitions: ``[m, n_T]`` bool, True = token kept; ``None`` = every token kept.
+        """
+        if not isinstance(text, TextInput):
+            raise TypeError("encode_text takes the TextInput returned by tokenize()")
+        dev = self.device
+        coalitions = check_coalitions(coalitions, text.n_players, "text", dev)
+        m = coalitions.shape[0]
+        if m == 0:
+            return self.encode_text(text, None)[:0]
+        input_ids = text.input_ids.to(dev).unsqueeze(0).expand(m, -1)
+        attention_mask = text.attention_mask.to(dev).unsqueeze(0).repeat(m, 1)
+        attention_mask[:, text.player_positions.to(dev)] = coalitions.long()
+        # A tokenizer may leave every non-player position unattended (no start/end token,
+        # padding masked); the empty coalition would then have no key at all (NaN). Let
+        # the pooled position attend to itself there; other coalitions are unaffected.
+        no_key = attention_mask.sum(dim=1) == 0
+        if bool(no_key.any()):
+            attention_mask[no_key, int(text.extra["pool_position"])] = 1
+        out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        return l2_normalize(out.pooler_output)
+
+    # ---- similarity ----------------------------------------------------------------------
+
+    def similarity(
+        self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, value: str = "logit"
+    ) -> torch.Tensor:
+        """``[a, D] x [b, D] -> [a, b]`` float32.
+
+        Args:
+            image_embeds: ``[a, D]`` from :meth:`encode_image`.
+            text_embeds: ``[b, D]`` from :meth:`encode_text`.
+            value: ``"logit"`` (the model's own ``logits_per_image``:
+                ``exp(logit_scale) * cos``, plus ``logit_bias`` for SigLIP/SigLIP2) or
+                ``"cosine"``.
+        """
+        if value not in VALUES:
+            raise ValueError(f"value must be one of {VALUES}, got {value!r}")
+        cos = l2_normalize(image_embeds) @ l2_normalize(text_embeds).to(image_embeds.device).T
+        if value == "cosine":
+            return cos
+        scale = self.model.logit_scale.detach().float().to(cos.device).exp()
+        logits = cos * scale
+        bias = getattr(self.model, "logit_bias", None)
+        if bias is not None:
+            logits = logits + bias.detach().float().to(cos.device)
+        return logits
+
+
+def isqrt_grid(n_patches: int) -> int:
+    """Side of the largest square grid with at most ``n_patches`` patches."""
+    return max(1, math.isqrt(int(n_patches)))

@@ -1,0 +1,150 @@
+"""Adapter for transformers ``Siglip2Model`` (NaFlex: patchified pixels, native patch mask)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import Siglip2Model
+
+from ._hf_common import HFAdapterBase, isqrt_grid, map_head_over_nothing
+
+__all__ = ["HFSiglip2Adapter"]
+
+
+class HFSiglip2Adapter(HFAdapterBase):
+    """Masked encoding for a transformers :class:`~transformers.Siglip2Model`.
+
+    SigLIP2 takes patchified pixels ``[B, P, C*p*p]`` with ``pixel_attention_mask [B, P]``
+    and ``spatial_shapes [B, 2]``, and resizes its position embeddings to any grid. The
+    adapter explains a fixed square grid of ``rows x cols`` patches, the largest square with
+    at most ``max_num_patches`` patches (the processor's setting, else the config's
+    ``num_patches``); its canonical image is ``[1, C, rows*p, cols*p]``, patchified inside
+    :meth:`encode_image` in the processor's layout. A PIL image is first resized to that
+    square (as SigLIP's processor does), then normalised by the processor.
+
+    Players: the image patches (row-major), then the caption's tokens (everything but
+    start, end and padding; the last position, which SigLIP2 pools, is never a player).
+
+    Image masking:
+
+    * ``"mean"``: the masked patches' pixel rows are set to 0 (normalised pixel space, the
+      dataset mean colour); every patch stays attended.
+    * ``"drop"``: the masked patches get ``pixel_attention_mask`` 0, which SigLIP2 applies
+      in every encoder layer and in its attention-pooling head, so their content has no
+      effect (the same as removing the tokens). With no patch kept the head attends to
+      nothing and its attention output is taken as zero (see ``map_head_over_nothing``).
+
+    Text masking and similarity are as for SigLIP: ``attention_mask`` 0 on masked tokens;
+    ``"logit"`` = ``exp(logit_scale) * cos + logit_bias``, or ``"cosine"``.
+
+    Args:
+        model: A ``Siglip2Model`` (from ``from_pretrained`` or built from a
+            ``Siglip2Config``).
+        tokenizer_or_processor: The model's ``Siglip2Processor`` (needed for PIL images and
+            caption strings), its tokenizer (caption strings), or ``None`` (token ids and
+            preprocessed tensors only).
+        max_num_patches: Patch budget that fixes the square grid; default: the image
+            processor's ``max_num_patches``, else ``config.vision_config.num_patches``.
+    """
+
+    _model_types = (Siglip2Model,)
+    _pools_last = True
+
+    def __init__(
+        self,
+        model: Siglip2Model,
+        tokenizer_or_processor: Any = None,
+        *,
+        max_num_patches: int | None = None,
+    ) -> None:
+        super().__init__(model, tokenizer_or_processor)
+        if not getattr(model.vision_model, "use_head", False):
+            raise ValueError(
+                "this Siglip2Model's vision tower has no pooling head (vision_use_head=False), "
+                "so it produces no image embedding"
+            )
+        if max_num_patches is None:
+            max_num_patches = getattr(self.image_processor, "max_num_patches", None)
+        if max_num_patches is None:
+            max_num_patches = self.vision_config.num_patches
+        if int(max_num_patches) < 1:
+            raise ValueError(f"max_num_patches must be >= 1, got {max_num_patches}")
+        side = isqrt_grid(max_num_patches)
+        self._grid = (side, side)
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        return self._grid
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        (rows, cols), (ph, pw) = self._grid, self.patch_size
+        return rows * ph, cols * pw
+
+    def _processor_pixels(self, image: Any) -> torch.Tensor:
+        from PIL import Image
+
+        h, w = self.image_size
+        try:
+            resample = Image.Resampling(int(self.image_processor.resample))
+        except (AttributeError, TypeError, ValueError):
+            resample = Image.Resampling.BILINEAR  # the Siglip2ImageProcessor default
+        square = image.resize((w, h), resample=resample) if image.size != (w, h) else image
+        out = self.image_processor(
+            images=square,
+            patch_size=self.patch_size[0],
+            max_num_patches=self.n_image_players,
+            return_tensors="pt",
+        )
+        if tuple(out["spatial_shapes"][0].tolist()) != self._grid:
+            raise RuntimeError(
+                f"the processor produced a {tuple(out['spatial_shapes'][0].tolist())} grid "
+                f"for a square image, expected {self._grid}"
+            )
+        return self.unpatchify(out["pixel_values"][:, : self.n_image_players])
+
+    def patchify(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``[B, C, rows*p, cols*p]`` -> ``[B, rows*cols, p*p*C]`` in the processor's layout
+        (patches row-major; inside a patch: pixel row, pixel column, channel)."""
+        (rows, cols), (ph, pw) = self._grid, self.patch_size
+        b, c = pixel_values.shape[:2]
+        x = pixel_values.reshape(b, c, rows, ph, cols, pw).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(b, rows * cols, ph * pw * c)
+
+    def unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`patchify`: ``[B, rows*cols, p*p*C]`` -> ``[B, C, H, W]``."""
+        (rows, cols), (ph, pw) = self._grid, self.patch_size
+        b = patches.shape[0]
+        x = patches.reshape(b, rows, cols, ph, pw, -1).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(b, -1, rows * ph, cols * pw)
+
+    def _forward(self, patches: torch.Tensor, pixel_attention_mask: torch.Tensor) -> torch.Tensor:
+        spatial = torch.tensor([self._grid], dtype=torch.long, device=patches.device)
+        out = self.model.get_image_features(
+            pixel_values=patches,
+            pixel_attention_mask=pixel_attention_mask,
+            spatial_shapes=spatial.expand(patches.shape[0], 2),
+        )
+        return out.pooler_output
+
+    def _encode_mean(self, pixel_values: torch.Tensor, coalitions: torch.Tensor) -> torch.Tensor:
+        patches = self.patchify(pixel_values) * coalitions.unsqueeze(-1)
+        return self._forward(patches, torch.ones_like(coalitions, dtype=torch.long))
+
+    def _encode_drop(self, pixel_values: torch.Tensor, coalitions: torch.Tensor) -> torch.Tensor:
+        patches = self.patchify(pixel_values)
+        nonempty = coalitions.any(dim=1)
+        rows = torch.nonzero(nonempty).flatten()
+        empty = torch.nonzero(~nonempty).flatten()
+        out = None
+        if rows.numel():
+            emb = self._forward(patches.expand(rows.numel(), -1, -1), coalitions[rows].long())
+            out = emb.new_empty(coalitions.shape[0], emb.shape[-1])
+            out[rows] = emb
+        if empty.numel():
+            emb = map_head_over_nothing(self.model.vision_model.head, empty.numel())
+            if out is None:
+                out = emb.new_empty(coalitions.shape[0], emb.shape[-1])
+            out[empty] = emb
+        return out

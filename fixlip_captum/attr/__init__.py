@@ -1,0 +1,5 @@
+"""Captum-style attribution classes."""
+
+from fixlip_captum.attr.fixlip import FIxLIP
+
+__all__ = ["FIxLIP"]
