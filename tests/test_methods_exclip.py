@@ -33,16 +33,21 @@ FAMILIES = {
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_completeness_identity_converges(name):
     """sum A = scale (e_t - e_t_ref).(e_i - e_i_ref) / (|e_t| |e_i|) up to the Riemann error,
-    which shrinks like 1/N."""
+    which shrinks like 1/N (the right Riemann sum is first-order accurate)."""
     build, tok = FAMILIES[name]
     model, tokenizer = build(), tok()
-    errors = []
+    sums = []
     for n_steps in (16, 64):
         explainer = ExCLIP(model, tokenizer, n_steps=n_steps)
         res = explainer.compute(*explainer.prepare(random_pil_image(0), CAPTION))
-        errors.append(abs(float(res.matrix.sum()) - res.target()) / abs(res.target()))
-    assert errors[1] < 0.03
-    assert errors[1] < errors[0] / 2.5  # first-order convergence: ~4x for 4x the steps
+        sums.append(float(res.matrix.sum()))
+        target = res.target()
+    errors = [abs(s - target) / abs(target) for s in sums]
+    assert errors[1] < 0.1
+    assert errors[1] < errors[0] / 2.5  # ~4x smaller for 4x the steps
+    # Richardson extrapolation removes the 1/N term: the identity holds to O(1/N^2).
+    extrapolated = (4 * sums[1] - sums[0]) / 3
+    assert extrapolated == pytest.approx(target, rel=5e-3)
 
 
 def test_embeddings_are_the_models_and_model_untouched():

@@ -15,7 +15,7 @@ from fixlip_captum.scenes import (
 )
 from fixlip_captum.scenes.generator import pixel_patch_index
 
-SEEDS = range(40)
+SEEDS = range(20)
 
 
 def test_same_seed_same_sample_and_different_seeds_differ():
@@ -42,7 +42,7 @@ def test_sample_shapes_counts_and_distinct_attributes():
             assert len({o.shape for o in s.objects}) == n_obj
             assert len({o.cell for o in s.objects}) == n_obj
     # The random choices cover the whole vocabulary of colours and shapes.
-    samples = generate_batch(range(300))
+    samples = generate_batch(range(150))
     assert {o.colour for s in samples for o in s.objects} == set(COLOURS)
     assert {o.shape for s in samples for o in s.objects} == set(SHAPES)
     assert {len(s.objects) for s in samples} == {1, 2, 3, 4}
@@ -107,7 +107,7 @@ def test_object_masks_match_the_drawn_pixels():
 @pytest.mark.parametrize("grid", [(6, 6), (8, 8), (3, 3), (7, 5), (1, 1)])
 def test_patch_masks_for_any_grid(grid):
     rows, cols = grid
-    for seed in range(15):
+    for seed in range(6):
         s = generate_sample(seed)
         for k, o in enumerate(s.objects):
             cov = s.patch_coverage(k, grid)
@@ -141,7 +141,7 @@ def test_patch_masks_on_the_model_grid_sit_in_the_object_cell():
 
 
 def test_caption_words_name_the_right_objects():
-    for seed in range(200):
+    for seed in range(100):
         s = generate_sample(seed)
         cap = s.caption
         assert cap.words == split_words(cap.text)
@@ -168,7 +168,7 @@ def test_caption_words_name_the_right_objects():
 
 
 def test_hard_negatives_really_differ():
-    for seed in range(150):
+    for seed in range(80):
         s = generate_sample(seed)
         pos = s.caption
         for kind in ("colour_swap", "shape_swap", "absent"):
@@ -178,12 +178,15 @@ def test_hard_negatives_really_differ():
             assert len(neg.words) == len(pos.words)  # same phrasing, a minimal pair
             changed = [i for i, (a, b) in enumerate(zip(pos.words, neg.words, strict=True)) if a != b]
             if kind == "colour_swap":
-                assert all(pos.words[i] in COLOURS and neg.words[i] in COLOURS for i in changed)
+                # Only colour words change (and "a" / "an" before them).
+                assert all(pos.words[i] in (*COLOURS, "a", "an") for i in changed)
+                assert any(neg.words[i] in COLOURS for i in changed)
                 # Colours are swapped between named objects when there are two of them.
                 if len(pos.mentions) >= 2:
                     assert sorted(c for c, _ in neg.mentions) == sorted(c for c, _ in pos.mentions)
             elif kind == "shape_swap":
                 assert all(pos.words[i] in SHAPES and neg.words[i] in SHAPES for i in changed)
+                assert changed
                 if len(pos.mentions) >= 2:
                     assert sorted(h for _, h in neg.mentions) == sorted(h for _, h in pos.mentions)
             else:
