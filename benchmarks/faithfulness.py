@@ -225,7 +225,17 @@ FULL = {"n_scenes": 40, "n_faithfulness": 1000}
 QUICK = {"n_scenes": 4, "n_faithfulness": 100}
 
 
-def run(cfg: Config) -> dict[str, Any]:
+def run(cfg: Config, checkpoint: Any = None) -> dict[str, Any]:
+    """Explain and score every scene with every method.
+
+    Args:
+        cfg: The configuration.
+        checkpoint: Called as ``checkpoint(result, scenes_done)`` after every scene, so that
+            partial results are written as the run goes.
+
+    Returns:
+        ``{"rows", "curves", "fractions", "model", "grid", "settings", "methods"}``.
+    """
     from fixlip_captum.adapters import get_adapter
     from fixlip_captum.games import JointGame
     from fixlip_captum.models import MODEL_NAME, load_default
@@ -239,6 +249,15 @@ def run(cfg: Config) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     curves: dict[str, dict[str, list[np.ndarray]]] = {
         e.name: {"insertion": [], "deletion": []} for e in explainers
+    }
+    result = {
+        "rows": rows,
+        "curves": curves,
+        "fractions": np.linspace(0, 1, cfg.n_grid),
+        "model": MODEL_NAME,
+        "grid": grid,
+        "settings": {e.name: e.settings for e in explainers},
+        "methods": [e.name for e in explainers],
     }
     bar = tqdm(total=len(scenes) * len(explainers), desc="benchmark", unit="expl")
     for i, sample in enumerate(scenes):
@@ -288,20 +307,18 @@ def run(cfg: Config) -> dict[str, Any]:
                     traceback.print_exc()
             rows.append(row)
             bar.update(1)
+        if checkpoint is not None:
+            checkpoint(result, i + 1)
     bar.close()
-    return {
-        "rows": rows,
-        "curves": curves,
-        "fractions": np.linspace(0, 1, cfg.n_grid),
-        "model": MODEL_NAME,
-        "grid": grid,
-        "settings": {e.name: e.settings for e in explainers},
-        "methods": [e.name for e in explainers],
-    }
+    return result
 
 
 def _dist_key(dist: float | str) -> str:
     return "shapley" if dist == "shapley" else f"p{dist:g}"
+
+
+def _dist_label(dist: float | str) -> str:
+    return "Shapley kernel" if dist == "shapley" else f"p={dist:g}"
 
 
 # --------------------------------------------------------------------------- outputs
@@ -321,7 +338,13 @@ def _fmt(mean: float, sem: float) -> str:
     return f"{mean:.3f}" if not np.isfinite(sem) else f"{mean:.3f} ± {sem:.3f}"
 
 
-def write_outputs(result: dict[str, Any], cfg: Config, argv: Sequence[str], wall: float) -> Path:
+def write_outputs(
+    result: dict[str, Any],
+    cfg: Config,
+    argv: Sequence[str],
+    wall: float,
+    scenes_done: int | None = None,
+) -> Path:
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
     stem = "faithfulness_quick" if cfg.quick else "faithfulness"
@@ -340,9 +363,15 @@ def write_outputs(result: dict[str, Any], cfg: Config, argv: Sequence[str], wall
     order = {m: (by[m][0]["order"] if by[m] else "?") for m in methods}
     dk = [_dist_key(d) for d in DISTRIBUTIONS]
     cmd = "python benchmarks/faithfulness.py " + " ".join(argv)
+    partial = scenes_done is not None and scenes_done < cfg.n_scenes
     lines = [
         f"# Faithfulness benchmark ({'quick' if cfg.quick else 'full'})",
         "",
+        *(
+            [f"**Partial: {scenes_done} of {cfg.n_scenes} scenes done so far.**", ""]
+            if partial
+            else []
+        ),
         f"- command: `{cmd.strip()}` ({wall / 60:.1f} min on {platform.machine()}, "
         f"torch threads {torch.get_num_threads()})",
         f"- model: `{result['model']}` (patch grid {result['grid'][0]}x{result['grid'][1]}); "
@@ -371,9 +400,9 @@ def write_outputs(result: dict[str, Any], cfg: Config, argv: Sequence[str], wall
         "## p-faithfulness (Spearman / R² after a least-squares scale)",
         "",
         "| method | "
-        + " | ".join(f"Spearman {k}" for k in dk)
+        + " | ".join(f"Spearman {_dist_label(d)}" for d in DISTRIBUTIONS)
         + " | "
-        + " | ".join(f"R² {k}" for k in dk)
+        + " | ".join(f"R² {_dist_label(d)}" for d in DISTRIBUTIONS)
         + " |",
         "|---|" + "---|" * (2 * len(dk)),
     ]
@@ -483,7 +512,7 @@ def _plots(result: dict[str, Any], by: dict[str, list], out: Path, stem: str) ->
                 continue
             sem = np.nan_to_num(np.array([s[1] for s in stats]))
             ax.errorbar(xs, mean, yerr=sem, marker="o", color=c, label=m, capsize=3)
-        ax.set_xticks(xs, [k.replace("p", "p=") if k != "shapley" else "Shapley" for k in dk])
+        ax.set_xticks(xs, [_dist_label(d) for d in DISTRIBUTIONS])
         ax.set_ylabel("Spearman" if metric == "spearman" else "R² (least-squares scale)")
         ax.grid(alpha=0.3)
     axes[1].set_ylim(bottom=max(-1.0, axes[1].get_ylim()[0]))
@@ -517,7 +546,11 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out,
     )
     start = time.perf_counter()
-    result = run(cfg)
+
+    def checkpoint(result: dict[str, Any], done: int) -> None:
+        write_outputs(result, cfg, argv, time.perf_counter() - start, scenes_done=done)
+
+    result = run(cfg, checkpoint)
     path = write_outputs(result, cfg, argv, time.perf_counter() - start)
     print(path.read_text())
     return 0

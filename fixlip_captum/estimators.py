@@ -153,6 +153,7 @@ def exact_interactions(
     p: float = 0.5,
     max_order: int = 2,
     pairs: PairsSpec = "all",
+    n_image: int | None = None,
     batch_size: int = 2**14,
     device: torch.device | str | None = None,
 ) -> FIxLIPInteractionValues:
@@ -166,6 +167,7 @@ def exact_interactions(
         max_order: Highest interaction order (1, 2 or 3).
         pairs: Which higher-order terms are fitted (see
             :func:`fixlip_captum.solvers.interaction_terms`).
+        n_image: Number of image players, for ``pairs="crossmodal"``.
         batch_size: Coalitions per call of ``game``.
         device: Where the least squares run.
 
@@ -184,7 +186,7 @@ def exact_interactions(
             "approximate_crossmodal instead."
         )
     dev = resolve_device(device)
-    terms = interaction_terms(n, max_order, pairs)
+    terms = interaction_terms(n, max_order, pairs, n_image=n_image)
     index_t = terms_index(terms, n).to(dev)
     basis_p = p if index == "FWBII" else 0.5
     ids = all_coalitions(n, device=dev)
@@ -237,6 +239,7 @@ def approximate_interactions(
     seed: int | None = None,
     device: torch.device | str | None = None,
     pairs: PairsSpec = "all",
+    n_image: int | None = None,
     batch_size: int = 2**12,
 ) -> FIxLIPInteractionValues:
     """Model-agnostic estimator: sample coalitions, fit the surrogate by least squares.
@@ -256,8 +259,10 @@ def approximate_interactions(
         max_order: Highest interaction order (1, 2 or 3).
         seed: Seed of the coalition sampler (``None`` = fresh entropy).
         device: Where coalitions are built and the least squares run (default CPU).
-        pairs: Which higher-order terms are fitted: ``"all"``, or a list of player ids
-            (all pairs inside it). Needed above ~150 players, where all pairs are too many.
+        pairs: Which higher-order terms are fitted: ``"all"``, ``"crossmodal"`` (needs
+            ``n_image``), or a list of player ids (all pairs inside it). Needed above ~150
+            players, where all pairs are too many.
+        n_image: Number of image players (ids ``0..n_image-1``), for ``pairs="crossmodal"``.
         batch_size: Coalitions per call of ``game``.
 
     Returns:
@@ -274,10 +279,17 @@ def approximate_interactions(
     budget = check_positive_int(budget, "budget")
     batch_size = check_positive_int(batch_size, "batch_size")
     dev = resolve_device(device)
-    terms = interaction_terms(n, max_order, pairs)
+    terms = interaction_terms(n, max_order, pairs, n_image=n_image)
     if n <= MAX_EXACT_PLAYERS and budget >= 2**n:
         iv = exact_interactions(
-            game, n, index=index, p=p, max_order=max_order, pairs=pairs, device=dev
+            game,
+            n,
+            index=index,
+            p=p,
+            max_order=max_order,
+            pairs=pairs,
+            n_image=n_image,
+            device=dev,
         )
         iv.estimation_info.update(estimator="enumeration", requested_budget=budget, seed=seed)
         return iv

@@ -294,3 +294,24 @@ def test_tokenizer_required_for_non_bpe_vocabulary():
     adapter = OpenCLIPAdapter(tiny_open_clip_clip())
     assert isinstance(adapter.tokenizer, open_clip.SimpleTokenizer)
     assert adapter.tokenize(CAPTION).labels[-1] == "grass"
+
+
+def test_half_precision_model_takes_float32_inputs(family):
+    """A bfloat16 copy of the model (as open_clip's precision='bf16' loads it) encodes the
+    float32 preprocessed image; its score is the float32 score up to bf16 rounding."""
+    import copy
+
+    _name, model, tokenizer, adapter = family
+    half = get_adapter(copy.deepcopy(model).to(torch.bfloat16), tokenizer)
+    pixels = random_pixels(9)
+    text = adapter.tokenize(CAPTION)
+    coalitions = _coalitions(3, 16, seed=10)
+    for masking in ("mean", "drop"):
+        ref = adapter.similarity(
+            adapter.encode_image(pixels, coalitions, masking), adapter.encode_text(text)
+        )
+        got = half.similarity(
+            half.encode_image(pixels, coalitions, masking), half.encode_text(text)
+        )
+        assert got.dtype == torch.float32
+        assert (got - ref).abs().max() < 0.1

@@ -9,7 +9,6 @@ is not scanned.
 
 from __future__ import annotations
 
-import os
 import re
 import traceback
 from dataclasses import dataclass
@@ -164,14 +163,15 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
             if block.skip is not None:
                 continue
             code = compile(block.source, f"{rel}:{block.line}", "exec")
+            error = None
             try:
                 exec(code, namespace)
             except Exception:
-                pytest.fail(
-                    f"the example at {rel}:{block.line} failed:\n{traceback.format_exc()}",
-                    pytrace=False,
-                )
+                error = traceback.format_exc()
+            if error is not None:
+                pytest.fail(f"the example at {rel}:{block.line} failed:\n{error}", pytrace=False)
             ran += 1
     finally:
         plt.close("all")
-    assert ran > 0 or os.environ.get("FIXLIP_DOCS_ALLOW_EMPTY"), f"{rel}: nothing ran"
+    if ran == 0:
+        pytest.skip(f"{rel}: every example is marked skip")

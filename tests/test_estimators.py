@@ -383,3 +383,21 @@ def test_first_order_is_weighted_banzhaf_of_the_surrogate(p):
             )
     np.testing.assert_allclose(first_order_values(iv), expected, atol=1e-10)
     np.testing.assert_allclose(iv.first_order(), expected, atol=1e-10)
+
+
+def test_model_agnostic_crossmodal_pairs_lookup():
+    n_i, n_t = 7, 4
+    _, truth = two_additive_game(n_i + n_t, seed=11)
+    # zero the within-modality pairs so that the cross-modal lookup is exact
+    kept = {t: v for t, v in truth.items() if len(t) < 2 or t[0] < n_i <= t[1]}
+
+    def crossmodal_only(c):
+        x = c.double().cpu()
+        return sum(v * x[:, list(t)].prod(1) if t else v for t, v in kept.items())
+
+    for index in ("FWBII", "FSII"):
+        iv = approximate_interactions(
+            crossmodal_only, n_i + n_t, 300, index=index, pairs="crossmodal", n_image=n_i, seed=0
+        )
+        assert set(iv.interaction_lookup) == set(kept)
+        assert max_diff(iv, kept) < 1e-8

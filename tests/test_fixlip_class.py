@@ -6,16 +6,25 @@ import numpy as np
 import pytest
 import torch
 from _models import (
+    hf_clip_processor,
+    hf_siglip2_processor,
+    hf_siglip_processor,
     open_clip_bpe_tokenizer,
+    random_pil_image,
     random_pixels,
     siglip_word_tokenizer,
+    tiny_hf_clip,
+    tiny_hf_siglip,
+    tiny_hf_siglip2,
     tiny_open_clip_clip,
+    tiny_open_clip_clip_2x2,
     tiny_open_clip_siglip,
 )
 from captum.attr import PerturbationAttribution, ShapleyValues
+from shapiq import ExactComputer
 
 import fixlip_captum
-from fixlip_captum import FIxLIP, FIxLIPInteractionValues, NotIdentifiableError
+from fixlip_captum import FIxLIP, FIxLIPInteractionValues, NotIdentifiableError, exact_interactions
 from fixlip_captum.adapters import UnsupportedModelError
 
 torch.set_num_threads(1)
@@ -82,6 +91,78 @@ def test_shapley_mode_is_efficient(explainer):
     ctx = iv.context
     assert phi.sum() == pytest.approx(ctx.v_full - ctx.v_empty, abs=1e-4)
     assert iv[()] == pytest.approx(ctx.v_empty, abs=1e-4)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.3])
+def test_enumerated_budget_gives_exact_values(p):
+    """2 x 2 patches and 3 tokens: a budget of 2^4 x 2^3 pairs enumerates both modalities,
+    so the cross-modal result is the exact FWBII(p) of the joint game (shapiq's FBII at
+    p = 0.5, the exact enumeration estimator otherwise)."""
+    explainer = FIxLIP(tiny_open_clip_clip_2x2(), open_clip_bpe_tokenizer())
+    pixels = random_pixels(7)
+    iv = explainer.attribute_interactions(pixels, CAPTION, p=p, budget=2**7, seed=0)
+    info = iv.estimation_info
+    assert info["image_enumerated"] and info["text_enumerated"] and iv.n_players == 7
+    joint = explainer.make_game(pixels, CAPTION).joint()
+    if p == 0.5:
+        ref = ExactComputer(
+            n_players=7, game=lambda x: joint(torch.as_tensor(x, dtype=torch.bool)).double().numpy()
+        )("FBII", 2)
+    else:
+        ref = exact_interactions(joint, 7, p=p)
+    terms = [t for t in ref.interaction_lookup if len(t) >= 1]
+    assert len(terms) == 7 + 21
+    assert max(abs(iv[t] - ref[t]) for t in terms) < 1e-5
+    assert max(abs(ref[t]) for t in terms) > 1e-2  # a real game, not all zeros
+
+
+def test_enumerated_shapley_mode_equals_shapiq_fsii():
+    explainer = FIxLIP(tiny_open_clip_clip_2x2(), open_clip_bpe_tokenizer())
+    pixels = random_pixels(8)
+    iv = explainer.attribute_interactions(pixels, CAPTION, mode="shapley", budget=2**7)
+    joint = explainer.make_game(pixels, CAPTION).joint()
+    ref = ExactComputer(
+        n_players=7, game=lambda x: joint(torch.as_tensor(x, dtype=torch.bool)).double().numpy()
+    )("FSII", 2)
+    # shapiq enforces v(empty), v(N) with a large finite weight; we solve exactly.
+    assert max(abs(iv[t] - ref[t]) for t in ref.interaction_lookup if t) < 1e-4
+
+
+@pytest.mark.parametrize(
+    "build, processor",
+    [
+        (tiny_hf_clip, hf_clip_processor),
+        (tiny_hf_siglip, hf_siglip_processor),
+        (tiny_hf_siglip2, hf_siglip2_processor),
+    ],
+)
+def test_transformers_models_through_fixlip(build, processor):
+    explainer = FIxLIP(build(), processor())
+    adapter = explainer.adapter
+    image = random_pil_image(0)
+    iv = explainer.attribute_interactions(image, CAPTION, mode="shapley", budget=300, seed=0)
+    assert iv.context.grid == adapter.patch_grid and iv.context.token_labels == ["a", "red", "cat"]
+    text = adapter.tokenize(CAPTION)
+    pixels = adapter.preprocess_image(image)
+    with torch.no_grad():
+        full = adapter.similarity(adapter.encode_image(pixels), adapter.encode_text(text))
+    assert iv.context.v_full == pytest.approx(float(full), abs=1e-5)
+    phi = iv.first_order()
+    assert phi.sum() == pytest.approx(iv.context.v_full - iv.context.v_empty, abs=1e-4)
+    (pix_attr, tok_attr), ivs = explainer.attribute(
+        (pixels, text.input_ids[None]),
+        mode="shapley",
+        budget=300,
+        seed=0,
+        return_interactions=True,
+    )
+    assert pix_attr.shape == pixels.shape
+    phi_ids = torch.as_tensor(ivs[0].first_order(), dtype=torch.float32)
+    positions = adapter.tokenize(text.input_ids).player_positions
+    assert torch.equal(tok_attr[0, positions], phi_ids[-3:])
+    assert float(phi_ids.sum()) == pytest.approx(
+        ivs[0].context.v_full - ivs[0].context.v_empty, abs=1e-4
+    )
 
 
 def test_attribute_maps_carry_player_values(explainer):
@@ -163,10 +244,11 @@ def test_errors(explainer):
         explainer.attribute_interactions(pixels, "cat " * 40, budget=BUDGET)
     with pytest.raises(ValueError, match="2 images and 3 captions"):
         explainer.attribute_interactions([pixels, pixels], ["a", "b", "c"], budget=BUDGET)
-    with pytest.raises(ValueError, match="crossmodal"):
-        explainer.attribute_interactions(
-            pixels, CAPTION, mode="shapley", pairs="crossmodal", budget=BUDGET
-        )
+    shapley_cross = explainer.attribute_interactions(
+        pixels, CAPTION, mode="shapley", pairs="crossmodal", budget=BUDGET, seed=0
+    )
+    n_i = shapley_cross.context.n_image
+    assert all(len(t) < 2 or t[0] < n_i <= t[1] for t in shapley_cross.interaction_lookup)
     ids = explainer.adapter.tokenize(CAPTION).input_ids[None]
     with pytest.raises(ValueError, match="feature_mask is not used for a dual encoder"):
         explainer.attribute((pixels, ids), feature_mask=torch.zeros(1, 16), budget=BUDGET)

@@ -78,7 +78,7 @@ def test_full_and_empty_values(adapter, masking):
     ids = game.text.input_ids[None]
     with torch.no_grad():
         out = model(pixels, ids)
-    expected = out[2] * out[0] @ out[1].T + (out[3] if len(out) == 4 else 0)
+    expected = (out[2] * out[0] @ out[1].T + (out[3] if len(out) == 4 else 0)).detach()
     assert game.v_full == pytest.approx(float(expected), abs=ATOL)
     assert game.n_image == 16 and game.n_text == 6
     values = game(torch.ones(1, 16, dtype=torch.bool), torch.ones(1, 6, dtype=torch.bool))

@@ -95,12 +95,10 @@ def test_players_pairs_only_and_deterministic(name):
     iv2 = explainer.attribute_interactions(image, CAPTION)
     np.testing.assert_array_equal(iv.values, iv2.values)
     assert iv.estimation_info["player_total"] == pytest.approx(float(flat.sum()), rel=1e-4)
-    assert iv.context.v_full == pytest.approx(
-        float(adapter.similarity(
-            adapter.encode_image(adapter.preprocess_image(image)), adapter.encode_text(text)
-        )[0, 0]),
-        abs=1e-5,
-    )
+    with torch.no_grad():
+        img_emb = adapter.encode_image(adapter.preprocess_image(image))
+        v_full = float(adapter.similarity(img_emb, adapter.encode_text(text))[0, 0])
+    assert iv.context.v_full == pytest.approx(v_full, abs=1e-5)
 
 
 def test_cosine_value_divides_out_the_scale():
@@ -108,7 +106,9 @@ def test_cosine_value_divides_out_the_scale():
     image = random_pil_image(3)
     logit = ExCLIP(model, tok, n_steps=4).attribute(image, CAPTION)
     cosine = ExCLIP(model, tok, n_steps=4, value="cosine").attribute(image, CAPTION)
-    torch.testing.assert_close(logit, cosine * float(model.logit_scale.exp()), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(
+        logit, cosine * float(model.logit_scale.detach().exp()), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_bad_arguments_raise():
@@ -117,3 +117,27 @@ def test_bad_arguments_raise():
         ExCLIP(model, tok, n_steps=0)
     with pytest.raises(ValueError, match="layer"):
         ExCLIP(model, tok, layer=7)
+
+
+def test_reference_text_filler():
+    # open_clip's BPE vocabulary has "." (id 269); the toy HF vocabulary has not, so the
+    # smallest non-special id is used (start = 0 and end = pad = 1 are special there).
+    oc = ExCLIP(tiny_open_clip_clip(), open_clip_bpe_tokenizer(), n_steps=2)
+    assert oc._filler(oc.adapter.tokenize(CAPTION)) == 269
+    hf = ExCLIP(tiny_hf_clip(), hf_clip_processor(), n_steps=2)
+    assert hf._filler(hf.adapter.tokenize(CAPTION)) == 2
+    image = random_pil_image(4)
+    own = ExCLIP(tiny_hf_clip(), hf_clip_processor(), n_steps=2, text_filler_id=5)
+    res = own.compute(*own.prepare(image, CAPTION))
+    assert res.filler == 5
+    assert not torch.allclose(res.matrix, hf.compute(*hf.prepare(image, CAPTION)).matrix)
+
+
+def test_jacobian_chunking_does_not_change_the_result():
+    model, tok = tiny_hf_siglip(), hf_siglip_processor()
+    image = random_pil_image(6)
+    a = ExCLIP(model, tok, n_steps=3, jacobian_chunk=5)
+    b = ExCLIP(model, tok, n_steps=3)
+    ra = a.compute(*a.prepare(image, CAPTION))
+    rb = b.compute(*b.prepare(image, CAPTION))
+    torch.testing.assert_close(ra.matrix, rb.matrix, atol=1e-6, rtol=1e-5)

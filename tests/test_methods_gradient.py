@@ -48,9 +48,7 @@ def _own_outputs(model, adapter, pixel_values, text):
 
 
 def _hooks(model) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()
-    )
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
 def test_recorder_reproduces_model_and_single_head_does_not(family):
@@ -60,8 +58,9 @@ def test_recorder_reproduces_model_and_single_head_does_not(family):
     with torch.no_grad():
         ref_i, ref_t = towers.encode_image(px), towers.encode_text(ids, mask)
     with towers.eager(), torch.no_grad():
-        with AttentionRecorder(towers, towers.image_attention), AttentionRecorder(
-            towers, towers.text_attention
+        with (
+            AttentionRecorder(towers, towers.image_attention),
+            AttentionRecorder(towers, towers.text_attention),
         ):
             rec_i, rec_t = towers.encode_image(px), towers.encode_text(ids, mask)
         with AttentionRecorder(towers, towers.image_attention, single_head=True):
@@ -92,7 +91,7 @@ def test_open_clip_recorded_attention_is_the_modules_own():
 
 @pytest.mark.parametrize("method", ["grad_eclip", "grad_eclip_single", "game", "game_all"])
 def test_players_finite_deterministic_and_model_untouched(family, method):
-    name, model, tokenizer, adapter, px, text = family
+    _name, model, tokenizer, adapter, px, text = family
     make = {
         "grad_eclip": lambda: GradECLIP(model, tokenizer),
         "grad_eclip_single": lambda: GradECLIP(model, tokenizer, heads="single"),
@@ -187,7 +186,7 @@ def test_grad_eclip_matches_hand_computation_hf_clip():
     text = adapter.tokenize(CAPTION)
     ids, mask = text.input_ids[None], text.attention_mask[None]
     n_layers = len(model.text_model.encoder.layers)
-    store, grads, towers = _hf_reference_states(model, px, ids, mask, n_layers)
+    store, grads, _towers = _hf_reference_states(model, px, ids, mask, n_layers)
     heads = model.config.vision_config.num_attention_heads
 
     def contribution(tower, li, query, norm):
@@ -255,7 +254,8 @@ def test_game_matches_eager_attention_gradients_hf_clip():
 
 
 @pytest.mark.parametrize(
-    "build, tok", [(tiny_hf_siglip, hf_siglip_processor), (tiny_open_clip_siglip, siglip_word_tokenizer)]
+    "build, tok",
+    [(tiny_hf_siglip, hf_siglip_processor), (tiny_open_clip_siglip, siglip_word_tokenizer)],
 )
 @pytest.mark.parametrize("cls", [GradECLIP, GAME])
 def test_siglip_raises_clear_error(build, tok, cls):

@@ -24,7 +24,9 @@ def test_same_seed_same_sample_and_different_seeds_differ():
     assert a.text == b.text
     assert [o.key for o in a.objects] == [o.key for o in b.objects]
     assert all(np.array_equal(x.mask, y.mask) for x, y in zip(a.objects, b.objects, strict=True))
-    assert a.hard_negative("colour_swap", seed=5).text == b.hard_negative("colour_swap", seed=5).text
+    assert (
+        a.hard_negative("colour_swap", seed=5).text == b.hard_negative("colour_swap", seed=5).text
+    )
     c = generate_sample(124)
     assert not np.array_equal(a.array, c.array)
     texts = {s.text for s in generate_batch(range(30))}
@@ -176,7 +178,9 @@ def test_hard_negatives_really_differ():
             assert not caption_matches(s.objects, neg), (kind, pos.text, neg.text)
             assert neg.text != pos.text
             assert len(neg.words) == len(pos.words)  # same phrasing, a minimal pair
-            changed = [i for i, (a, b) in enumerate(zip(pos.words, neg.words, strict=True)) if a != b]
+            changed = [
+                i for i, (a, b) in enumerate(zip(pos.words, neg.words, strict=True)) if a != b
+            ]
             if kind == "colour_swap":
                 # Only colour words change (and "a" / "an" before them).
                 assert all(pos.words[i] in (*COLOURS, "a", "an") for i in changed)
@@ -190,7 +194,11 @@ def test_hard_negatives_really_differ():
                 if len(pos.mentions) >= 2:
                     assert sorted(h for _, h in neg.mentions) == sorted(h for _, h in pos.mentions)
             else:
-                diff = [k for k, (a, b) in enumerate(zip(pos.mentions, neg.mentions)) if a != b]
+                diff = [
+                    k
+                    for k, (a, b) in enumerate(zip(pos.mentions, neg.mentions, strict=True))
+                    if a != b
+                ]
                 assert len(diff) == 1
                 assert neg.mentions[diff[0]] not in {o.key for o in s.objects}
             # Mentions that still match keep their object; broken ones own no words.

@@ -92,6 +92,7 @@ class _OpenCLIPViT:
         self.size = tuple(int(s) for s in visual.image_size)
         self.channels = int(visual.conv1.in_channels)
         self.n_prefix = 1
+        self.weight = visual.conv1.weight
 
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.visual._embeds(pixel_values)
@@ -116,6 +117,7 @@ class _TimmViT:
         self.size = tuple(int(s) for s in trunk.patch_embed.img_size)
         self.channels = int(trunk.patch_embed.proj.in_channels)
         self.n_prefix = int(trunk.num_prefix_tokens)
+        self.weight = trunk.patch_embed.proj.weight
 
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         t = self.trunk
@@ -365,7 +367,8 @@ class OpenCLIPAdapter(DualEncoderAdapter):
         embedding does not depend on which other rows share the call.
         """
         _check_masking(masking)
-        pixel_values = self.preprocess_image(pixel_values)
+        # Pixels in the weights' dtype, so half-precision models take float32 inputs.
+        pixel_values = self.preprocess_image(pixel_values).to(self._vision.weight.dtype)
         if coalitions is None:
             return F.normalize(self.model.encode_image(pixel_values).float(), dim=-1)
         coalitions = _check_coalitions(coalitions, self.n_image_players, "image").to(self.device)

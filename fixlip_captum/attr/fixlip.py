@@ -304,12 +304,6 @@ class FIxLIP(PerturbationAttribution):
         else:
             if m_image is not None or m_text is not None:
                 raise ValueError("m_image/m_text apply to mode='banzhaf' only.")
-            if isinstance(pairs, str) and pairs == "crossmodal":
-                # The model-agnostic estimator does not know where the image players end.
-                raise ValueError(
-                    "pairs='crossmodal' is available with mode='banzhaf' only; for "
-                    "mode='shapley' pass pairs='all' or a list of player ids."
-                )
             iv = approximate_interactions(
                 game.joint(),
                 game.n_players,
@@ -319,6 +313,7 @@ class FIxLIP(PerturbationAttribution):
                 seed=seed,
                 device=device,
                 pairs=pairs,
+                n_image=game.n_image,
             )
         iv.context = ExplanationContext(
             n_image=game.n_image,

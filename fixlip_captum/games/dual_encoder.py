@@ -46,6 +46,12 @@ def _as_bool_coalitions(coalitions: Any, n: int, what: str) -> torch.Tensor:
     return coalitions
 
 
+def _unique_rows(coalitions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct rows of a bool matrix and, per row, the index of its distinct row."""
+    unique, inverse = torch.unique(coalitions.to(torch.uint8), dim=0, return_inverse=True)
+    return unique.bool(), inverse
+
+
 def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError)
 
@@ -116,8 +122,7 @@ class _MaskedEncoder:
     ) -> torch.Tensor:
         """Embeddings ``[m, D]`` (float32, on the device) of each row of ``coalitions``;
         identical rows are encoded once."""
-        coalitions = coalitions.to(self.device)
-        unique, inverse = torch.unique(coalitions, dim=0, return_inverse=True)
+        unique, inverse = _unique_rows(coalitions.to(self.device))
         chunks: list[torch.Tensor] = []
         start = 0
         total = unique.shape[0]
@@ -336,8 +341,8 @@ class JointGame(_PairGameBase):
         """Values ``[m]`` float32, one per row of ``coalitions [m, n_I + n_T]``."""
         c = _as_bool_coalitions(coalitions, self.n_players, "joint")
         image_part, text_part = c[:, : self.n_image], c[:, self.n_image :]
-        ui, inv_i = torch.unique(image_part.to(self.device), dim=0, return_inverse=True)
-        ut, inv_t = torch.unique(text_part.to(self.device), dim=0, return_inverse=True)
+        ui, inv_i = _unique_rows(image_part.to(self.device))
+        ut, inv_t = _unique_rows(text_part.to(self.device))
         emb_i, emb_t = self._enc.images(ui), self._enc.texts(ut)
         values = torch.empty(c.shape[0], dtype=torch.float32, device=self.device)
         for start, stop in _blocks(c.shape[0], _PAIR_BLOCK):

@@ -25,7 +25,23 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["METHODS", "MethodSpec", "get_method", "method_names"]
+__all__ = [
+    "FSII",
+    "GAME",
+    "METHODS",
+    "ExCLIP",
+    "FIxLIPMethod",
+    "FeatureAblationMethod",
+    "GradECLIP",
+    "IntegratedGradientsMethod",
+    "KernelShapMethod",
+    "LimeMethod",
+    "MethodSpec",
+    "ShapleyValueSamplingMethod",
+    "ShapleyValues",
+    "get_method",
+    "method_names",
+]
 
 
 @dataclass(frozen=True)
@@ -200,3 +216,12 @@ def get_method(name: str, model: Any, tokenizer_or_processor: Any = None, **kwar
         raise KeyError(f"Unknown method {name!r}; registered: {', '.join(METHODS)}.")
     spec = METHODS[name]
     return spec.cls(model, tokenizer_or_processor, **{**spec.defaults, **kwargs})
+
+
+def __getattr__(name: str) -> Any:
+    # Classes are importable from here (``from fixlip_captum.methods import GAME``) but are
+    # only imported when asked for.
+    for spec in _SPECS:
+        if spec.class_name == name:
+            return spec.cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

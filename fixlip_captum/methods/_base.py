@@ -12,6 +12,7 @@ from fixlip_captum.adapters.base import IMAGE_MASKINGS
 from fixlip_captum.interaction_values import (
     ExplanationContext,
     FIxLIPInteractionValues,
+    first_order_values,
     make_interaction_values,
 )
 
@@ -173,14 +174,14 @@ class PairMethod:
     def attribute(self, image: Any, text: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Captum-style attributions: ``(image [rows, cols], text [n_T])`` float tensors.
 
-        Second-order methods sum each player's pair values; see their own ``attribute``.
+        For order-1 methods these are the values themselves; for order-2 results the
+        first-order view ``phi_i = e_i + p * sum_j e_ij`` (p = 0.5 for Shapley indices:
+        the Shapley value of the fitted surrogate), see
+        :func:`fixlip_captum.interaction_values.first_order_values`.
         """
         iv = self.attribute_interactions(image, text, **kwargs)
+        phi = first_order_values(iv)
         n_i = iv.context.n_image
-        phi = np.zeros(iv.n_players)
-        for term, k in iv.interaction_lookup.items():
-            if len(term) == 1:
-                phi[term[0]] += iv.values[k]
         rows, cols = iv.context.grid
         img = torch.as_tensor(phi[:n_i], dtype=torch.float32).reshape(rows, cols)
         return img, torch.as_tensor(phi[n_i:], dtype=torch.float32)

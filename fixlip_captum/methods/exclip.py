@@ -28,7 +28,8 @@ Players: entries of ``A`` between caption tokens and image patches become pair v
 Cost per explanation: 2 forward passes per tower to read ``h`` and ``r`` (batched as one pass
 of batch 2), one forward pass of batch ``N + 1`` per tower from the reference to the input,
 and ``D`` backward passes of that batch through the blocks from ``L`` on (D = embedding
-width), plus the 2 image + 2 text encodings that record v(full) and v(empty).
+width; ``jacobian_chunk`` of them at a time, vectorised), plus the 2 image + 2 text
+encodings that record v(full) and v(empty).
 
 Supported: open_clip ``CLIP`` and ``CustomTextCLIP`` (ViT or timm image tower),
 transformers ``CLIPModel`` and ``SiglipModel``.
@@ -57,6 +58,7 @@ class ExCLIPResult:
         e_text, e_image: Embeddings of the input (unnormalised) ``[D]``.
         e_text_ref, e_image_ref: Embeddings of the reference hidden states ``[D]``.
         scale: Factor applied after dividing by the norms (``exp(logit_scale)`` or 1).
+        filler: Token id that replaced the caption's tokens in the reference text.
         text_rows: ``[n_T]`` rows of ``matrix`` that are text players.
         image_cols: ``[n_I]`` columns of ``matrix`` that are image players.
     """
@@ -92,7 +94,10 @@ class ExCLIP(PairMethod):
         text_layer: Same for the text tower; ``None`` = same rule as ``layer``.
         n_steps: Riemann steps N of the integrated Jacobians (default 20 as in the paper).
         text_filler_id: Token id that replaces every caption token in the reference text;
-            ``None`` = the id of ``"."`` in the adapter's tokenizer (else 0).
+            ``None`` = the id of ``"."`` in the adapter's tokenizer (for vocabularies without
+            it: the smallest id that is not a special token of the caption).
+        jacobian_chunk: Embedding dimensions per vectorised backward pass (memory
+            ``chunk * (N + 1) * S * H`` floats per tower).
         value: ``"logit"`` (default; ``A`` is multiplied by ``exp(logit_scale)``, the bias
             is a constant and not attributed) or ``"cosine"``.
         image_masking: Image masking used for v(empty) in the context.
@@ -116,6 +121,7 @@ class ExCLIP(PairMethod):
         text_layer: int | None = None,
         n_steps: int = 20,
         text_filler_id: int | None = None,
+        jacobian_chunk: int = 32,
         value: str = "logit",
         image_masking: str = "mean",
     ) -> None:
@@ -132,18 +138,25 @@ class ExCLIP(PairMethod):
             raise ValueError(f"n_steps must be at least 1, got {n_steps}.")
         self.n_steps = int(n_steps)
         self.text_filler_id = text_filler_id
+        if int(jacobian_chunk) < 1:
+            raise ValueError(f"jacobian_chunk must be at least 1, got {jacobian_chunk}.")
+        self.jacobian_chunk = int(jacobian_chunk)
 
     # ------------------------------------------------------------------ helpers
-    def _filler(self) -> int:
+    def _filler(self, text_in: Any) -> int:
         if self.text_filler_id is not None:
             return int(self.text_filler_id)
+        ids = text_in.input_ids.reshape(-1)
+        special = set(ids.tolist()) - set(ids[text_in.player_positions].tolist())
         try:
             dot = self.adapter.tokenize(".")
         except (ValueError, TypeError, KeyError):
-            return 0
-        if dot.n_players == 0:
-            return 0
-        return int(dot.input_ids[dot.player_positions[0]])
+            dot = None
+        if dot is not None and dot.n_players > 0:
+            return int(dot.input_ids[dot.player_positions[0]])
+        # No "." in the vocabulary (toy tokenizers): the smallest id that is not one of the
+        # caption's special tokens (start, end, padding).
+        return next(i for i in range(len(special) + 1) if i not in special)
 
     def _integrate(
         self,
@@ -164,9 +177,25 @@ class ExCLIP(PairMethod):
         target = emb[1:]
         dim = emb.shape[1]
         u = torch.empty(dim, h.shape[0], dtype=torch.float32, device=h.device)
-        for d in range(dim):
-            (g,) = torch.autograd.grad(target[:, d].sum(), path, retain_graph=d + 1 < dim)
-            u[d] = (g[1:].sum(0) * delta).sum(-1).float() / n
+        eye = torch.eye(dim, dtype=target.dtype, device=target.device)
+        chunk = self.jacobian_chunk
+        for start in range(0, dim, chunk):
+            stop = min(start + chunk, dim)
+            # One vectorised backward per chunk of embedding dimensions (rows of J).
+            seeds = eye[start:stop, None, :].expand(stop - start, n, dim)
+            try:
+                (g,) = torch.autograd.grad(
+                    target, path, grad_outputs=seeds, is_grads_batched=True, retain_graph=True
+                )
+            except RuntimeError:
+                # An op without a batching rule: one backward pass per dimension.
+                g = torch.stack(
+                    [
+                        torch.autograd.grad(target[:, d].sum(), path, retain_graph=True)[0]
+                        for d in range(start, stop)
+                    ]
+                )
+            u[start:stop] = (g[:, 1:].sum(1) * delta).sum(-1).float() / n
         return u, emb[-1].detach(), emb[0].detach()
 
     def compute(self, pixel_values: torch.Tensor, text_in: Any) -> ExCLIPResult:
@@ -177,7 +206,8 @@ class ExCLIP(PairMethod):
         mask = text_in.attention_mask.to(device)
         players = text_in.player_positions.to(device)
         ref_ids = ids.clone()
-        ref_ids[players] = self._filler()
+        filler = self._filler(text_in)
+        ref_ids[players] = filler
         img_block = towers.image_blocks[self.layer]
         txt_block = towers.text_blocks[self.text_layer]
         with towers.eager():
@@ -217,6 +247,7 @@ class ExCLIP(PairMethod):
             e_text_ref=e_t_ref,
             e_image_ref=e_i_ref,
             scale=scale,
+            filler=filler,
             text_rows=players,
             image_cols=torch.arange(n_prefix, n_prefix + self.n_image, device=device),
         )
@@ -250,7 +281,7 @@ class ExCLIP(PairMethod):
             "layer": self.layer,
             "text_layer": self.text_layer,
             "n_steps": self.n_steps,
-            "text_filler_id": self._filler(),
+            "text_filler_id": res.filler,
             "target": res.target(),
             "total": float(res.matrix.sum()),
             "player_total": float(np.sum(pm)),

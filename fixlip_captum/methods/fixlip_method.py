@@ -41,11 +41,15 @@ class FIxLIPMethod:
     ) -> None:
         from fixlip_captum.attr.fixlip import FIxLIP
 
-        self.explainer = FIxLIP(model, tokenizer_or_processor, image_masking=image_masking, value=value)
+        self.explainer = FIxLIP(
+            model, tokenizer_or_processor, image_masking=image_masking, value=value
+        )
         self.adapter = self.explainer.adapter
         self.call_kwargs = call_kwargs
 
-    def attribute_interactions(self, image: Any, text: Any, **kwargs: Any) -> FIxLIPInteractionValues:
+    def attribute_interactions(
+        self, image: Any, text: Any, **kwargs: Any
+    ) -> FIxLIPInteractionValues:
         """``FIxLIP.attribute_interactions(image, text, **{**call_kwargs, **kwargs})``."""
         return self.explainer.attribute_interactions(image, text, **{**self.call_kwargs, **kwargs})
 

@@ -64,7 +64,9 @@ class _ShapleyBase(PairMethod):
         import shapiq
 
         if self.backend == "shapiq_kernelshapiq":
-            return shapiq.KernelSHAPIQ(n, max_order=self.max_order, index="k-SII", random_state=seed)
+            return shapiq.KernelSHAPIQ(
+                n, max_order=self.max_order, index="k-SII", random_state=seed
+            )
         if self.max_order == 1:
             return shapiq.KernelSHAP(n, random_state=seed)
         return shapiq.RegressionFSII(n, max_order=self.max_order, random_state=seed)
@@ -94,7 +96,13 @@ class _ShapleyBase(PairMethod):
         info: dict[str, Any] = {"method": self.name, "backend": self.backend, "seed": seed}
         if self.backend == "fixlip":
             iv = approximate_interactions(
-                game, n, budget, index="FSII", max_order=self.max_order, seed=seed, device=self.device
+                game,
+                n,
+                budget,
+                index="FSII",
+                max_order=self.max_order,
+                seed=seed,
+                device=self.device,
             )
             terms = list(iv.interaction_lookup)
             values = np.array([iv.values[iv.interaction_lookup[t]] for t in terms])

@@ -125,9 +125,7 @@ def evaluate_game(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    coal = torch.as_tensor(
-        np.asarray(coalitions) if isinstance(coalitions, np.ndarray) else coalitions
-    ).to(torch.bool)
+    coal = torch.as_tensor(coalitions).to(torch.bool)
     if coal.ndim != 2:
         raise ValueError(f"coalitions must be [m, n], got shape {tuple(coal.shape)}.")
     outs = []

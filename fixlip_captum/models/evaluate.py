@@ -142,7 +142,7 @@ def masking_pointing_accuracy(
     rows, cols = grid
     mean, std = _model_norm(model)
     pixels, owners, named = [], [], []
-    for k, s in enumerate(samples):
+    for s in samples:
         if len(s.named) != 1 or len(s.objects) < 2:
             raise ValueError("masking_pointing_accuracy needs one named object and >= 2 objects")
         x = arrays_to_tensor([s.array], mean, std)[0]

@@ -106,7 +106,7 @@ class SceneTokenizer:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts must be strings, got {type(text).__name__}")
-            ids = [self.sot_token_id, *self.encode(text)][: ctx - 1] + [self.eot_token_id]
+            ids = [*[self.sot_token_id, *self.encode(text)][: ctx - 1], self.eot_token_id]
             out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out
 

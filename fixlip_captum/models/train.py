@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
         diff = (encode_text_trimmed(model, t) - model.encode_text(t)).abs().max()
         assert diff < 1e-4, f"trimmed text encoding differs from encode_text by {diff}"
 
-    decay_start = int(round(args.steps * (1 - args.decay_frac)))
+    decay_start = round(args.steps * (1 - args.decay_frac))
 
     def lr_at(step: int) -> float:
         if step < args.warmup:
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.time()
     t_last, wait = t0, 0.0
     t_fetch = time.time()
-    for step, batch in zip(range(start, args.steps), data):
+    for step, batch in zip(range(start, args.steps), data, strict=False):
         wait += time.time() - t_fetch
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
@@ -400,7 +400,8 @@ def _write_outputs(out, model, tok, cfg, args, final, history, elapsed, n_params
             "generator": "fixlip_captum.scenes.generate_sample (2x2 cells, 1-4 objects of "
             f"{len(COLOURS)} colours x {len(SHAPES)} shapes, distinct per scene; captions name "
             "1-4 objects)",
-            "train_scene_seeds": f"10_000_000 * (seed + 1) + step * batch_size + i, seed={args.seed}",
+            "train_scene_seeds": "10_000_000 * (seed + 1) + step * batch_size + i, "
+            f"seed={args.seed}",
             "train_scenes": args.steps * args.batch_size,
             "hard_negatives": "2 per scene from colour_swap / shape_swap / absent (p 0.4/0.4/0.2)",
             "augmentation": f"{_AUG_P:.0%} of images: random patches not touching named objects "
@@ -426,7 +427,8 @@ def _write_outputs(out, model, tok, cfg, args, final, history, elapsed, n_params
         },
         "metrics_validation": final,
         "metrics_definition": {
-            "top1_i2t": "image -> caption top-1 among 64 (a pick is right if it describes the image)",
+            "top1_i2t": "image -> caption top-1 among 64 (a pick is right if the caption "
+            "describes the image)",
             "top1_t2i": "caption -> image top-1 among 64",
             "colour_swap / shape_swap / absent": "own caption scores above one hard negative",
             "masking": "single-object captions, 2-4 objects: masking the named object's patches "

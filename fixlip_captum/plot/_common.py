@@ -25,6 +25,7 @@ from matplotlib.textpath import TextToPath
 from shapiq import InteractionValues
 
 from fixlip_captum.interaction_values import ExplanationContext, first_order_values
+from fixlip_captum.metrics._common import explanation_arrays
 
 # The same red/blue as shapiq's plots, so our figures and the wrapped shapiq plots agree.
 POSITIVE = "#ff0d57"
@@ -81,29 +82,14 @@ def first_order(iv: InteractionValues) -> np.ndarray:
     return first_order_values(iv)
 
 
-def pair_arrays(iv: InteractionValues) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pair terms of ``iv`` as arrays ``(i [m], j [m], value [m])`` with ``i < j``."""
-    ii, jj, vv = [], [], []
-    values = iv.values
-    for term, k in iv.interaction_lookup.items():
-        if len(term) == 2:
-            ii.append(term[0])
-            jj.append(term[1])
-            vv.append(values[k])
-    return (
-        np.asarray(ii, dtype=np.int64),
-        np.asarray(jj, dtype=np.int64),
-        np.asarray(vv, dtype=float),
-    )
-
-
 def pair_matrix(iv: InteractionValues) -> np.ndarray:
     """Symmetric matrix ``[n_players, n_players]`` of the pair terms (zero diagonal)."""
-    mat = np.zeros((iv.n_players, iv.n_players))
-    ii, jj, vv = pair_arrays(iv)
-    mat[ii, jj] = vv
-    mat[jj, ii] = vv
-    return mat
+    return explanation_arrays(iv).pairs
+
+
+def main_effects(iv: InteractionValues) -> np.ndarray:
+    """The order-1 terms ``e_i`` as ``[n_players]`` (0 where absent)."""
+    return explanation_arrays(iv).first
 
 
 def interaction_row(iv: InteractionValues, player: int) -> np.ndarray:
@@ -159,9 +145,8 @@ def top_pairs(
         raise ValueError(f"sign must be 'both', 'positive' or 'negative', not {sign!r}.")
     if k <= 0:
         return []
-    ii, jj, vv = pair_arrays(iv)
-    if vv.size == 0:
-        return []
+    ii, jj = np.triu_indices(iv.n_players, k=1)
+    vv = pair_matrix(iv)[ii, jj]
     img_i, img_j = ii < n_image, jj < n_image
     keep = np.zeros(vv.shape, dtype=bool)
     if "image-image" in kinds:

@@ -22,6 +22,7 @@ from fixlip_captum.plot._common import (
     first_order,
     fmt,
     get_context,
+    main_effects,
     make_canvas,
     panel_grid,
     symmetric_limit,
@@ -35,12 +36,7 @@ def _main_values(iv: InteractionValues, values: str) -> np.ndarray:
     if values == "first_order":
         return first_order(iv)
     if values == "main":
-        out = np.zeros(iv.n_players)
-        vals = iv.values  # a fresh array per access in shapiq: read once
-        for term, k in iv.interaction_lookup.items():
-            if len(term) == 1:
-                out[term[0]] = vals[k]
-        return out
+        return main_effects(iv)
     raise ValueError(f"values must be 'first_order' or 'main', not {values!r}.")
 
 

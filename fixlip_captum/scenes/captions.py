@@ -163,7 +163,7 @@ def render_caption(
     words: list[str] = list(template["prefix"])
     owners: list[int | None] = [None] * len(words)
     spans = []
-    for k, ((colour, shape), obj) in enumerate(zip(mentions, mention_objects)):
+    for k, ((colour, shape), obj) in enumerate(zip(mentions, mention_objects, strict=True)):
         if k > 0:
             conn = template["connectors"][k - 1]
             words += conn

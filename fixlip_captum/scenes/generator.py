@@ -286,7 +286,9 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
         x = 16 * np.sin(t) ** 3
         y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
         s = r / 16.5
-        draw.polygon([(cx + s * a, cy + s * (b + 1.5)) for a, b in zip(x, y)], fill=255)
+        draw.polygon(
+            [(cx + s * a, cy + s * (b + 1.5)) for a, b in zip(x, y, strict=True)], fill=255
+        )
     elif shape == "hexagon":
         draw.polygon(_regular_polygon(cx, cy, r, 6, 0.0), fill=255)
     else:
@@ -344,7 +346,7 @@ def render_scene(
     img = _background(rng, image_size)
     cell_px = image_size // _GRID
     objects = []
-    for colour, shape, cell in zip(colours, shapes, cells):
+    for colour, shape, cell in zip(colours, shapes, cells, strict=True):
         if colour not in COLOURS:
             raise ValueError(f"unknown colour {colour!r}; choose one of {list(COLOURS)}")
         r = rng.uniform(*_RADIUS_RANGE) * cell_px
