@@ -121,23 +121,36 @@ def _finish(
     terms: list[tuple[int, ...]],
     basis_p: float,
     *,
+    estimator: str,
     n_players: int,
     index: str,
-    p: float | None,
+    p: float,
     max_order: int,
+    pairs: PairsSpec,
     estimated: bool,
     budget: int,
-    info: dict[str, Any],
+    extra_info: dict[str, Any] | None = None,
     context: ExplanationContext | None = None,
 ) -> FIxLIPInteractionValues:
+    """Convert to the product basis and wrap, recording the settings actually used."""
     values = centred_to_product(coef, terms, basis_p).cpu().numpy()
+    index_p = p if index == "FWBII" else None
+    info = {
+        "estimator": estimator,
+        "index": index,
+        "p": index_p,
+        "max_order": max_order,
+        "pairs": describe_pairs(pairs),
+        "budget": budget,
+        **(extra_info or {}),
+    }
     return make_interaction_values(
         values,
         terms,
         n_players=n_players,
-        index=_index_name(index, p if p is not None else 0.0),
+        index=_index_name(index, p),
         max_order=max_order,
-        p=p,
+        p=index_p,
         estimated=estimated,
         estimation_budget=budget,
         estimation_info=info,
@@ -206,25 +219,18 @@ def exact_interactions(
         constraints, _ = _shapley_constraints(game, n, index_t, dev)
         evaluations += 2
     coef = solve_normal_equations(gram, rhs, constraints)
-    info = {
-        "estimator": "exact",
-        "index": index,
-        "p": p if index == "FWBII" else None,
-        "max_order": max_order,
-        "pairs": describe_pairs(pairs),
-        "evaluations": evaluations,
-    }
     return _finish(
         coef,
         terms,
         basis_p,
+        estimator="exact",
         n_players=n,
         index=index,
-        p=p if index == "FWBII" else None,
+        p=p,
         max_order=max_order,
+        pairs=pairs,
         estimated=False,
         budget=evaluations,
-        info=info,
     )
 
 
@@ -320,27 +326,19 @@ def approximate_interactions(
         constraints, _ = _shapley_constraints(game, n, index_t, dev)
         evaluations += 2
     coef = solve_normal_equations(gram, rhs, constraints, hint=hint)
-    info = {
-        "estimator": "model-agnostic",
-        "index": index,
-        "p": p if index == "FWBII" else None,
-        "max_order": max_order,
-        "pairs": describe_pairs(pairs),
-        "budget": evaluations,
-        "evaluations": evaluations,
-        "seed": seed,
-    }
     return _finish(
         coef,
         terms,
         basis_p,
+        estimator="model-agnostic",
         n_players=n,
         index=index,
-        p=p if index == "FWBII" else None,
+        p=p,
         max_order=max_order,
+        pairs=pairs,
         estimated=True,
         budget=evaluations,
-        info=info,
+        extra_info={"seed": seed},
     )
 
 
@@ -519,32 +517,25 @@ def approximate_crossmodal(
     )
     coef = solve_normal_equations(gram, rhs, hint=hint)
     used = int(z_image.shape[0] * z_text.shape[0])
-    info = {
-        "estimator": "crossmodal",
-        "index": "FWBII",
-        "p": p,
-        "max_order": max_order,
-        "pairs": describe_pairs(pairs),
-        "budget": used,
-        "requested_budget": budget,
-        "m_image": int(z_image.shape[0]),
-        "m_text": int(z_text.shape[0]),
-        "image_enumerated": image_enum,
-        "text_enumerated": text_enum,
-        "image_encodes": int(z_image.shape[0]),
-        "text_encodes": int(z_text.shape[0]),
-        "seed": seed,
-    }
     return _finish(
         coef,
         terms,
         p,
+        estimator="crossmodal",
         n_players=n,
         index="FWBII",
         p=p,
         max_order=max_order,
+        pairs=pairs,
         estimated=not (image_enum and text_enum),
         budget=used,
-        info=info,
+        extra_info={
+            "requested_budget": budget,
+            "m_image": int(z_image.shape[0]),
+            "m_text": int(z_text.shape[0]),
+            "image_enumerated": image_enum,
+            "text_enumerated": text_enum,
+            "seed": seed,
+        },
         context=ExplanationContext(n_image=n_i, n_text=n_t),
     )

@@ -7,6 +7,7 @@ processor's inputs, or the same network run by hand with an explicit key mask.
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -22,7 +23,8 @@ from _models import (
 )
 
 from fixlip_captum.adapters import get_adapter
-from fixlip_captum.adapters._hf_common import l2_normalize, map_head_over_nothing
+from fixlip_captum.adapters._common import map_head_over_nothing
+from fixlip_captum.adapters._hf_common import l2_normalize
 from fixlip_captum.adapters.hf_clip import HFCLIPAdapter
 from fixlip_captum.adapters.hf_siglip import HFSiglipAdapter
 from fixlip_captum.adapters.hf_siglip2 import HFSiglip2Adapter
@@ -183,6 +185,56 @@ def test_tokenize_players_labels_and_padding(family):
         assert text.player_positions.tolist() == [first, first + 1, first + 2]
         # The tokenizer's padding mask is kept as it is.
         assert text.attention_mask.tolist() == [1] * (first + 4) + [0] * (8 - first)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_caption_and_its_ids_give_the_same_text_input(family):
+    """A caption string and the processor's ids for it (no mask given) give the same
+    TextInput (the tokenizer's padding mask) and the same embeddings, so FIxLIP.attribute
+    ((pixels, ids)) explains the same game as attribute_interactions(image, caption)."""
+    model, processor = FAMILIES[family][0](), FAMILIES[family][1]()
+    adapter = get_adapter(model, processor)
+    for caption in ("a red cat", CAPTION, " ".join(["cat"] * 10)):
+        text = adapter.tokenize(caption)
+        kwargs = {} if family == "clip" else {"padding": "max_length", "max_length": 12}
+        enc = processor.tokenizer(caption, **kwargs)
+        assert text.input_ids.tolist() == enc["input_ids"]
+        assert text.attention_mask.tolist() == enc["attention_mask"]
+        c = _coalitions(6, text.n_players, seed=15)
+        for ids in (text.input_ids, text.input_ids.tolist(), text.input_ids[None]):
+            same = adapter.tokenize(ids)
+            assert torch.equal(same.input_ids, text.input_ids)
+            assert torch.equal(same.attention_mask, text.attention_mask)
+            assert torch.equal(same.player_positions, text.player_positions)
+            assert same.labels == text.labels and same.extra == text.extra
+            with torch.no_grad():
+                torch.testing.assert_close(
+                    adapter.encode_text(same, c), adapter.encode_text(text, c), atol=0, rtol=0
+                )
+    if family != "clip":
+        # Attending the padding is a different function (what the ids path used to do).
+        ones = {"input_ids": text.input_ids, "attention_mask": torch.ones_like(text.input_ids)}
+        with torch.no_grad():
+            diff = adapter.encode_text(adapter.tokenize(ones)) - adapter.encode_text(text)
+        assert diff.abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_ids_mask_follows_the_tokenizer_padding(side):
+    """A tokenizer with no end token (padding id 0): its padding, on either side, is
+    masked for ids as for the caption; the last word stays at the pooled position."""
+    from _models import _word_tokenizer
+
+    tokenizer = _word_tokenizer({"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3}, "$A", pad="<pad>")
+    tokenizer.padding_side = side
+    adapter = HFSiglip2Adapter(tiny_hf_siglip2(), tokenizer)
+    with pytest.warns(UserWarning, match="always kept") if side == "left" else nullcontext():
+        text = adapter.tokenize("a red cat")
+        same = adapter.tokenize(text.input_ids)
+    expected = [0] * 9 + [1] * 3 if side == "left" else [1] * 3 + [0] * 9
+    assert text.attention_mask.tolist() == expected
+    assert torch.equal(same.attention_mask, text.attention_mask)
+    assert torch.equal(same.player_positions, text.player_positions)
 
 
 # ---------------------------------------------------------------------------------------

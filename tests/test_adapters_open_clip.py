@@ -6,6 +6,7 @@ inputs, or the same network run by hand (pixels zeroed, tokens gathered, explici
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -22,6 +23,7 @@ from _models import (
 from PIL import Image
 
 from fixlip_captum.adapters import OpenCLIPAdapter, UnsupportedModelError, get_adapter
+from fixlip_captum.adapters._common import map_head_over_nothing
 
 torch.set_num_threads(1)
 torch.set_grad_enabled(False)
@@ -172,9 +174,27 @@ def test_siglip_drop_is_token_removal_through_map_head():
     feats = trunk.forward_head(trunk.forward_features(pixels, attn_mask=key_mask))
     leaky = torch.nn.functional.normalize(model.visual.head(feats), dim=-1)[0]
     assert (leaky - got[0]).abs().max() > 1e-4
-    # No patch left: the MAP head attends over nothing (a finite embedding, same every call).
+    # No patch left: the MAP head attends over nothing (a finite embedding, same every call)
+    # and its attention output is the empty sum, 0: timm's own unfused head on zero tokens.
     empty = adapter.encode_image(pixels, torch.zeros(2, 16, dtype=torch.bool), "drop")
     assert torch.isfinite(empty).all() and torch.equal(empty[0], empty[1])
+    unfused = copy.deepcopy(model)
+    unfused.visual.trunk.attn_pool.fused_attn = False
+    t = unfused.visual.trunk
+    feats = t.forward_head(t.norm(t.blocks(tokens[:, :0])))
+    ref = torch.nn.functional.normalize(unfused.visual.head(feats), dim=-1)[0]
+    torch.testing.assert_close(empty[0], ref, atol=ATOL, rtol=0)
+
+
+def test_map_head_over_nothing_on_timm_pool():
+    """The shared empty-head rule on timm's AttentionPoolLatent: the head's output when
+    every value it attends to is zero (value projection zeroed), whatever the keys."""
+    pool = copy.deepcopy(tiny_open_clip_siglip().visual.trunk.attn_pool)
+    d = pool.proj.weight.shape[0]
+    pool.kv.weight[d:] = 0.0
+    pool.kv.bias[d:] = 0.0
+    x = torch.randn(3, 5, d, generator=torch.Generator().manual_seed(16))
+    torch.testing.assert_close(map_head_over_nothing(pool, 3), pool(x), atol=ATOL, rtol=0)
 
 
 def test_drop_batching_invariance(family):

@@ -157,12 +157,16 @@ def test_transformers_models_through_fixlip(build, processor):
         return_interactions=True,
     )
     assert pix_attr.shape == pixels.shape
+    # The caption's ids (as the processor pads them) explain the same game as the caption.
+    assert ivs[0].context.v_full == pytest.approx(iv.context.v_full, abs=1e-6)
+    assert ivs[0].context.v_empty == pytest.approx(iv.context.v_empty, abs=1e-6)
     phi_ids = torch.as_tensor(ivs[0].first_order(), dtype=torch.float32)
-    positions = adapter.tokenize(text.input_ids).player_positions
-    assert torch.equal(tok_attr[0, positions], phi_ids[-3:])
-    assert float(phi_ids.sum()) == pytest.approx(
-        ivs[0].context.v_full - ivs[0].context.v_empty, abs=1e-4
+    torch.testing.assert_close(
+        phi_ids, torch.as_tensor(phi, dtype=torch.float32), atol=1e-5, rtol=0
     )
+    assert torch.equal(tok_attr[0, text.player_positions], phi_ids[-3:])
+    n_i = adapter.n_image_players
+    assert torch.equal(pix_attr[0, 0], phi_ids[:n_i][adapter.pixel_player_map()])
 
 
 def test_attribute_maps_carry_player_values(explainer):

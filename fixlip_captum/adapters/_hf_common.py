@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ import torch
 from transformers import PreTrainedTokenizerBase, ProcessorMixin
 from transformers.image_processing_utils import BaseImageProcessor
 
+from ._common import check_coalitions
 from .base import IMAGE_MASKINGS, VALUES, DualEncoderAdapter, TextInput
 
 __all__ = [
@@ -31,11 +32,8 @@ __all__ = [
     "SIGLIP_MEAN",
     "SIGLIP_STD",
     "HFAdapterBase",
-    "check_coalitions",
     "isqrt_grid",
-    "kept_count_groups",
     "l2_normalize",
-    "map_head_over_nothing",
     "split_tokenizer_or_processor",
 ]
 
@@ -82,89 +80,10 @@ def split_tokenizer_or_processor(
     )
 
 
-def check_coalitions(
-    coalitions: torch.Tensor | None, n_players: int, what: str, device: torch.device
-) -> torch.Tensor:
-    """Validate ``coalitions [m, n_players]`` (bool) and move them to ``device``.
-
-    Args:
-        coalitions: ``[m, n_players]`` bool, True = player kept, or ``None`` for one
-            coalition that keeps everyone.
-        n_players: Number of players of this modality.
-        what: ``"image"`` or ``"text"``, for the error message.
-        device: Where the result lives.
-
-    Returns:
-        ``[m, n_players]`` bool on ``device``.
-    """
-    if coalitions is None:
-        return torch.ones(1, n_players, dtype=torch.bool, device=device)
-    if not isinstance(coalitions, torch.Tensor):
-        raise TypeError(f"{what} coalitions must be a torch.bool tensor [m, {n_players}]")
-    if coalitions.dtype != torch.bool:
-        raise TypeError(
-            f"{what} coalitions must have dtype torch.bool (True = player kept), "
-            f"got {coalitions.dtype}; use coalitions.bool()"
-        )
-    if coalitions.ndim != 2 or coalitions.shape[1] != n_players:
-        raise ValueError(
-            f"{what} coalitions must have shape [m, {n_players}] (one column per {what} "
-            f"player), got {tuple(coalitions.shape)}"
-        )
-    return coalitions.to(device)
-
-
 def l2_normalize(x: torch.Tensor) -> torch.Tensor:
     """``[m, D]`` -> float32 rows of unit length."""
     x = x.float()
     return x / x.norm(dim=-1, keepdim=True)
-
-
-def kept_count_groups(coalitions: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Group coalitions by how many players they keep (token drop needs equal lengths).
-
-    Grouping depends only on each row itself, so the embedding of a coalition does not
-    depend on which other coalitions share its call.
-
-    Args:
-        coalitions: ``[m, n]`` bool.
-
-    Yields:
-        ``(rows [g], kept [g, k])``: row indices into ``coalitions`` and, per row, the kept
-        player indices in increasing order (row-major patch order is preserved).
-    """
-    counts = coalitions.sum(dim=1)
-    for k in torch.unique(counts).tolist():
-        rows = torch.nonzero(counts == k).flatten()
-        # Stable sort of ~mask puts the kept indices first, in increasing order.
-        order = torch.argsort((~coalitions[rows]).to(torch.int8), dim=1, stable=True)
-        yield rows, order[:, :k]
-
-
-def map_head_over_nothing(head: torch.nn.Module, batch: int) -> torch.Tensor:
-    """Output of a SigLIP attention-pooling (MAP) head when no patch token is left.
-
-    Attention over an empty key set has no defined weights; we take the attended value to be
-    the empty sum (zero), so the attention block returns only its output-projection bias and
-    the head's residual MLP runs on that. This defines v(empty) for token drop; it is
-    batch-independent and finite (a softmax over no keys would give NaN).
-
-    Args:
-        head: A ``SiglipMultiheadAttentionPoolingHead`` / ``Siglip2...`` with ``attention``
-            (``nn.MultiheadAttention``), ``layernorm`` and ``mlp``.
-        batch: Number of rows to return.
-
-    Returns:
-        ``[batch, hidden]`` pooled features (before any projection).
-    """
-    out_proj = head.attention.out_proj
-    hidden = out_proj.weight.shape[0]
-    if out_proj.bias is None:
-        x = out_proj.weight.new_zeros(batch, 1, hidden)
-    else:
-        x = out_proj.bias.expand(batch, 1, hidden)
-    x = x + head.mlp(head.layernorm(x))
-    return x[:, 0]
 
 
 def _as_pair(value: Any) -> tuple[int, int]:
@@ -320,26 +239,6 @@ class HFAdapterBase(DualEncoderAdapter):
             x = x.expand(3, -1, -1)
         return x.permute(1, 2, 0).numpy()
 
-    def pixel_player_map(self) -> torch.Tensor:
-        """``[H, W]`` long: the image player that owns each pixel, ``-1`` for pixels outside
-        the patch grid (which the patchifying convolution ignores)."""
-        (rows, cols), (ph, pw) = self.patch_grid, self.patch_size
-        h, w = self.image_size
-        r = torch.arange(h) // ph
-        c = torch.arange(w) // pw
-        ids = r[:, None] * cols + c[None, :]
-        ids[(r >= rows)[:, None] | (c >= cols)[None, :]] = -1
-        return ids
-
-    def _pixel_keep_mask(self, coalitions: torch.Tensor) -> torch.Tensor:
-        """``[m, n_I]`` bool -> ``[m, 1, H, W]`` float, 0 on the pixels of masked patches
-        (pixels outside the patch grid are never seen and keep 1)."""
-        owner = self.pixel_player_map().to(coalitions.device)
-        keep = torch.ones(coalitions.shape[0], *owner.shape, device=coalitions.device)
-        inside = owner >= 0
-        keep[:, inside] = coalitions[:, owner[inside]].float()
-        return keep.unsqueeze(1)
-
     def encode_image(
         self,
         pixel_values: torch.Tensor,
@@ -400,11 +299,6 @@ class HFAdapterBase(DualEncoderAdapter):
             )
         return int(hits[0])
 
-    def _special_ids_without_tokenizer(self) -> set[int]:
-        cfg = self.text_config
-        ids = {cfg.eos_token_id, cfg.pad_token_id, cfg.bos_token_id}
-        return {int(i) for i in ids if isinstance(i, int)}
-
     def _player_mask(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pooled: int
     ) -> torch.Tensor:
@@ -448,6 +342,38 @@ class HFAdapterBase(DualEncoderAdapter):
             is_player[pooled] = False
         return is_player
 
+    def _padding_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``[L]`` long: the attention mask the tokenizer returns along with these ids.
+
+        A tokenizer that returns a mask gives 0 exactly on the padding it added: the run of
+        padding ids after the end-of-text token (right padding; where end and padding share
+        an id, the first one is the end token) or before the first token (left padding).
+        Without a tokenizer, or one that returns no mask, every position is attended, as
+        the model does when called on ids alone.
+        """
+        mask = torch.ones_like(input_ids)
+        tok = self.tokenizer
+        if (
+            tok is None
+            or tok.pad_token_id is None
+            or "attention_mask" not in getattr(tok, "model_input_names", ())
+        ):
+            return mask
+        is_pad = (input_ids == int(tok.pad_token_id)).long()
+        if tok.padding_side == "left":
+            mask[: int(is_pad.cumprod(0).sum())] = 0
+            return mask
+        first_pad = input_ids.numel() - int(is_pad.flip(0).cumprod(0).sum())
+        eos = tok.eos_token_id
+        # Only an end token that the tokenizer itself appends bounds the caption (this tells
+        # "end, then padding" from "padding only" where the two share an id).
+        if eos is not None and int(eos) in tok("")["input_ids"]:
+            ends = torch.nonzero(input_ids == int(eos)).flatten()
+            if ends.numel():
+                first_pad = max(first_pad, int(ends[0]) + 1)
+        mask[first_pad:] = 0
+        return mask
+
     def _label(self, token_id: int) -> str:
         if self.tokenizer is None:
             return f"<{token_id}>"
@@ -462,10 +388,12 @@ class HFAdapterBase(DualEncoderAdapter):
         Args:
             text: A caption string (needs a tokenizer or processor; tokenised as the
                 family's processor does: CLIP unpadded, SigLIP padded to the context), token
-                ids ``Sequence[int]`` / ``Tensor[L]`` / ``Tensor[1, L]`` used verbatim with
-                every position attended, a mapping with ``input_ids`` and optionally
-                ``attention_mask`` (e.g. the tokenizer's output for one caption), or a
-                :class:`TextInput` (returned unchanged).
+                ids ``Sequence[int]`` / ``Tensor[L]`` / ``Tensor[1, L]`` used verbatim, a
+                mapping with ``input_ids`` and optionally ``attention_mask`` (e.g. the
+                tokenizer's output for one caption), or a :class:`TextInput` (returned
+                unchanged). Ids without a mask get the mask the tokenizer would return with
+                them (0 on its padding; see ``_padding_mask``), so a caption and its ids give
+                the same :class:`TextInput`; without a tokenizer every position is attended.
 
         Returns:
             :class:`TextInput` with ``input_ids [L]``, ``attention_mask [L]``,
@@ -510,7 +438,7 @@ class HFAdapterBase(DualEncoderAdapter):
             )
         input_ids = input_ids.cpu()
         if mask_list is None:
-            attention_mask = torch.ones_like(input_ids)
+            attention_mask = self._padding_mask(input_ids)
         else:
             attention_mask = torch.tensor(mask_list, dtype=torch.long).reshape(-1)
             if attention_mask.numel() != input_ids.numel():

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fixlip_captum.adapters._patches import pixel_player_map
+
 __all__ = ["IMAGE_MASKINGS", "VALUES", "DualEncoderAdapter", "TextInput"]
 
 IMAGE_MASKINGS = ("mean", "drop")
@@ -65,9 +67,28 @@ class DualEncoderAdapter(abc.ABC):
         """``(rows, cols)`` of the patch grid for the model's input size."""
 
     @property
+    @abc.abstractmethod
+    def patch_size(self) -> tuple[int, int]:
+        """``(height, width)`` in pixels of one patch (the patchifying stride)."""
+
+    @property
     def n_image_players(self) -> int:
         rows, cols = self.patch_grid
         return rows * cols
+
+    def pixel_player_map(self) -> torch.Tensor:
+        """``[H, W]`` long: the image player owning each pixel, ``-1`` for pixels outside
+        the patch grid (which the patchifying convolution ignores)."""
+        return pixel_player_map(self.patch_grid, self.image_size, self.patch_size)
+
+    def _pixel_keep_mask(self, coalitions: torch.Tensor) -> torch.Tensor:
+        """``[m, n_I]`` bool -> ``[m, 1, H, W]`` float, 0 on the pixels of masked patches
+        (pixels outside the patch grid are never seen and keep 1)."""
+        owner = self.pixel_player_map().to(coalitions.device)
+        keep = torch.ones(coalitions.shape[0], *owner.shape, device=coalitions.device)
+        inside = owner >= 0
+        keep[:, inside] = coalitions[:, owner[inside]].float()
+        return keep.unsqueeze(1)
 
     @property
     @abc.abstractmethod

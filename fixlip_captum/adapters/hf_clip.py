@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from transformers import CLIPModel
 
-from ._hf_common import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, HFAdapterBase, kept_count_groups
+from ._common import kept_count_groups
+from ._hf_common import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, HFAdapterBase
 
 __all__ = ["HFCLIPAdapter"]
 

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from transformers import SiglipModel
 
-from ._hf_common import HFAdapterBase, kept_count_groups, map_head_over_nothing
+from ._common import kept_count_groups, map_head_over_nothing
+from ._hf_common import HFAdapterBase
 
 __all__ = ["HFSiglipAdapter"]
 

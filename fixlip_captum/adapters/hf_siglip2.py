@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from transformers import Siglip2Model
 
-from ._hf_common import HFAdapterBase, isqrt_grid, map_head_over_nothing
+from ._common import map_head_over_nothing
+from ._hf_common import HFAdapterBase, isqrt_grid
 
 __all__ = ["HFSiglip2Adapter"]
 

@@ -36,7 +36,11 @@ from open_clip.timm_model import TimmModel
 from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 from open_clip.transformer import TextTransformer, VisionTransformer
 
-from fixlip_captum.adapters._patches import pixel_player_map
+from fixlip_captum.adapters._common import (
+    check_coalitions,
+    kept_count_groups,
+    map_head_over_nothing,
+)
 from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES, DualEncoderAdapter, TextInput
 
 __all__ = ["OpenCLIPAdapter"]
@@ -52,21 +56,6 @@ def _check_masking(masking: str) -> None:
 def _check_value(value: str) -> None:
     if value not in VALUES:
         raise ValueError(f"value must be one of {VALUES}, got {value!r}.")
-
-
-def _check_coalitions(coalitions: torch.Tensor, n: int, what: str) -> torch.Tensor:
-    if not isinstance(coalitions, torch.Tensor):
-        coalitions = torch.as_tensor(np.asarray(coalitions))
-    if coalitions.dtype != torch.bool:
-        raise TypeError(
-            f"{what} coalitions must be a torch.bool tensor (True = player kept), "
-            f"got dtype {coalitions.dtype}."
-        )
-    if coalitions.ndim != 2 or coalitions.shape[1] != n:
-        raise ValueError(
-            f"{what} coalitions must have shape [m, {n}], got {tuple(coalitions.shape)}."
-        )
-    return coalitions
 
 
 def _key_mask(keep: torch.Tensor, heads: int, dtype: torch.dtype) -> torch.Tensor:
@@ -129,19 +118,14 @@ class _TimmViT:
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         t = self.trunk
         pool = getattr(t, "attn_pool", None)
-        empty = tokens.shape[1] == 0
-        fused = getattr(pool, "fused_attn", None)
-        if empty and pool is not None and fused is not None:
-            # Fused attention over zero keys is backend-dependent (zeros or NaN); the
-            # explicit softmax-matmul path gives the empty sum, 0, everywhere.
-            pool.fused_attn = False
-        try:
-            x = t.blocks(tokens)
-            x = t.norm(x)
-            x = t.forward_head(x)
-        finally:
-            if empty and pool is not None and fused is not None:
-                pool.fused_attn = fused
+        if tokens.shape[1] == 0 and pool is not None:
+            # No token left: attention over zero keys is backend-dependent (zeros or NaN),
+            # so the MAP head's output is the shared empty-sum rule; the rest of timm's
+            # forward_head (fc_norm, head_drop, head) follows as usual.
+            x = map_head_over_nothing(pool, tokens.shape[0]).to(tokens.dtype)
+            x = t.head(t.head_drop(t.fc_norm(x)))
+        else:
+            x = t.forward_head(t.norm(t.blocks(tokens)))
         return self.visual.head(x)
 
 
@@ -166,13 +150,7 @@ class _FlatCLIPText:
             mask = mask + m.attn_mask.to(mask.dtype)
         x = m.transformer(x, attn_mask=mask)
         x = m.ln_final(x)
-        x = x[:, pool_position]
-        if m.text_projection is not None:
-            if isinstance(m.text_projection, torch.nn.Linear):
-                x = m.text_projection(x)
-            else:
-                x = x @ m.text_projection
-        return x
+        return _project(x[:, pool_position], m.text_projection)
 
 
 class _TextTransformer:
@@ -203,12 +181,16 @@ class _TextTransformer:
             pooled = t.ln_final(x[:, -1])
         else:
             pooled = t.ln_final(x)[:, pool_position]
-        if t.text_projection is not None:
-            if isinstance(t.text_projection, torch.nn.Linear):
-                pooled = t.text_projection(pooled)
-            else:
-                pooled = pooled @ t.text_projection
-        return pooled
+        return _project(pooled, t.text_projection)
+
+
+def _project(x: torch.Tensor, projection: torch.nn.Module | torch.Tensor | None) -> torch.Tensor:
+    """Apply open_clip's text projection: a ``Linear``, a ``[width, D]`` matrix or none."""
+    if projection is None:
+        return x
+    if isinstance(projection, torch.nn.Linear):
+        return projection(x)
+    return x @ projection
 
 
 def _unsupported(what: str) -> TypeError:
@@ -299,6 +281,10 @@ class OpenCLIPAdapter(DualEncoderAdapter):
         return self._vision.size  # type: ignore[return-value]
 
     @property
+    def patch_size(self) -> tuple[int, int]:
+        return self._vision.patch  # type: ignore[return-value]
+
+    @property
     def context_length(self) -> int:
         """Number of token positions the text tower takes."""
         return self._text.context_length
@@ -349,10 +335,6 @@ class OpenCLIPAdapter(DualEncoderAdapter):
             img = np.repeat(img, 3, axis=2)
         return img[:, :, :3].astype(np.float64)
 
-    def pixel_player_map(self) -> torch.Tensor:
-        """``[H, W]`` long: the image player owning each pixel (``-1`` outside the grid)."""
-        return pixel_player_map(self.patch_grid, self.image_size)
-
     def encode_image(
         self,
         pixel_values: torch.Tensor,
@@ -371,25 +353,17 @@ class OpenCLIPAdapter(DualEncoderAdapter):
         pixel_values = self.preprocess_image(pixel_values).to(self._vision.weight.dtype)
         if coalitions is None:
             return F.normalize(self.model.encode_image(pixel_values).float(), dim=-1)
-        coalitions = _check_coalitions(coalitions, self.n_image_players, "image").to(self.device)
+        coalitions = check_coalitions(coalitions, self.n_image_players, "image", self.device)
         m = coalitions.shape[0]
         if m == 0:
             return self.encode_image(pixel_values, None)[:0]
         if masking == "mean":
-            owner = self.pixel_player_map().to(self.device)
-            keep_pix = torch.ones(m, *owner.shape, dtype=torch.bool, device=self.device)
-            inside = owner >= 0
-            keep_pix[:, inside] = coalitions[:, owner[inside]]
-            x = pixel_values * keep_pix[:, None].to(pixel_values.dtype)
+            x = pixel_values * self._pixel_keep_mask(coalitions).to(pixel_values.dtype)
             return F.normalize(self.model.encode_image(x).float(), dim=-1)
         tokens = self._vision.embed(pixel_values)  # [1, prefix + n_I, D]
         prefix = self._vision.n_prefix
-        counts = coalitions.sum(dim=1)
         out: torch.Tensor | None = None
-        for k in torch.unique(counts).tolist():
-            rows = torch.nonzero(counts == k).flatten()
-            # Patch indices of the kept players, in player order, per row of the group.
-            kept = torch.nonzero(coalitions[rows])[:, 1].view(len(rows), k)
+        for rows, kept in kept_count_groups(coalitions):
             index = torch.cat(
                 [
                     torch.arange(prefix, device=self.device).expand(len(rows), prefix),
@@ -487,9 +461,7 @@ class OpenCLIPAdapter(DualEncoderAdapter):
             raise ValueError(
                 f"input_ids must have shape [{self.context_length}], got {tuple(ids.shape)}."
             )
-        if coalitions is None:
-            coalitions = torch.ones(1, text.n_players, dtype=torch.bool)
-        coalitions = _check_coalitions(coalitions, text.n_players, "text").to(self.device)
+        coalitions = check_coalitions(coalitions, text.n_players, "text", self.device)
         m = coalitions.shape[0]
         if m == 0:
             return self.encode_text(text, None)[:0]
