@@ -61,6 +61,11 @@ from fixlip_captum.models.train import TEST_SEED  # noqa: E402
 #: 1e6 above the seeds that tests/test_default_model.py uses.
 HELD_OUT_SEED_OFFSET = TEST_SEED + 1_000_000
 DISTRIBUTIONS: tuple[float | str, ...] = (0.3, 0.5, 0.7, "shapley")
+#: Normalised insertion/deletion scores divide by v(full) - v(empty); they are averaged only
+#: over scenes where the model scores the pair at least this much (logit) above the empty
+#: pair. Below it the normaliser is tiny or negative (the sign of a normalised curve flips),
+#: so those scenes enter only the raw AID (in logits), which keeps its sign.
+MIN_SPAN = 1.0
 
 #: Paper anchor (CLIP ViT-B/32, 2x2 ImageNet grids): PGR for 1/2/3/4 named objects.
 PAPER_PGR = {
@@ -289,9 +294,23 @@ def run(cfg: Config, checkpoint: Any = None) -> dict[str, Any]:
                     raise RuntimeError(f"{iv.n_players} players, the game has {n}")
                 row["order"] = 2 if any(len(t) == 2 for t in iv.interaction_lookup) else 1
                 res = insertion_deletion(iv, game, n_grid=cfg.n_grid, batch_size=4096)
-                row.update(insertion=res.insertion_area, deletion=res.deletion_area, aid=res.aid)
-                curves[ex.name]["insertion"].append(res.insertion)
-                curves[ex.name]["deletion"].append(res.deletion)
+                span = res.v_full - res.v_empty
+                row.update(
+                    span=span,
+                    aid_raw=res.aid_raw,
+                    **(
+                        {
+                            "insertion": res.insertion_area,
+                            "deletion": res.deletion_area,
+                            "aid": res.aid,
+                        }
+                        if span >= MIN_SPAN
+                        else {}
+                    ),
+                )
+                if span >= MIN_SPAN:
+                    curves[ex.name]["insertion"].append(res.insertion)
+                    curves[ex.name]["deletion"].append(res.deletion)
                 for dist, (coal, vals) in faith_data.items():
                     f = faithfulness_scores(iv, coal, vals, v_empty, distribution=dist)
                     key = _dist_key(dist)
@@ -364,6 +383,9 @@ def write_outputs(
     dk = [_dist_key(d) for d in DISTRIBUTIONS]
     cmd = "python benchmarks/faithfulness.py " + " ".join(argv)
     partial = scenes_done is not None and scenes_done < cfg.n_scenes
+    spans = {r["scene"]: r.get("span") for r in rows if r.get("span") is not None}
+    n_done = len({r["scene"] for r in rows})
+    n_eligible = sum(1 for v in spans.values() if v >= MIN_SPAN)
     lines = [
         f"# Faithfulness benchmark ({'quick' if cfg.quick else 'full'})",
         "",
@@ -380,18 +402,29 @@ def write_outputs(
         f"{cfg.n_faithfulness} fresh coalitions per distribution",
         "- one game for every method: `JointGame` (mean-colour patches, tokens removed from "
         "attention, value = logit); mean ± standard error over scenes",
+        f"- AID, insertion, deletion (normalised by v(N) - v(∅)) and the curves use the "
+        f"{n_eligible} of {n_done} scenes with v(N) - v(∅) ≥ {MIN_SPAN:g} logit; "
+        "AID raw (area between the raw curves, in logits) uses all scenes",
         "",
         "## Headline",
         "",
-        "| method | order | AID ↑ | insertion ↑ | deletion ↓ | Spearman p=0.5 ↑ | "
-        "R² p=0.5 ↑ | PGR (mean over k) ↑ | s / explanation |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| method | order | AID ↑ | insertion ↑ | deletion ↓ | AID raw (logit) ↑ | "
+        "Spearman p=0.5 ↑ | R² p=0.5 ↑ | PGR (mean over k) ↑ | s / explanation |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
         rs = by[m]
         cells = [
             _fmt(*_mean_sem([r.get(k) for r in rs])[:2])
-            for k in ("aid", "insertion", "deletion", "spearman_p0.5", "r2_p0.5", "pgr")
+            for k in (
+                "aid",
+                "insertion",
+                "deletion",
+                "aid_raw",
+                "spearman_p0.5",
+                "r2_p0.5",
+                "pgr",
+            )
         ]
         secs = _mean_sem([r.get("seconds") for r in rs])[0]
         lines.append(f"| {m} | {order[m]} | " + " | ".join(cells) + f" | {secs:.2f} |")
@@ -476,7 +509,11 @@ def _plots(result: dict[str, Any], by: dict[str, list], out: Path, stem: str) ->
         ax.set_xlabel("fraction of players " + ("inserted" if kind == "insertion" else "removed"))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("(v(S) - v(∅)) / (v(N) - v(∅))")
-    axes[1].legend(fontsize=7, loc="best")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=7, loc="best")
+    else:
+        for ax in axes:
+            ax.text(0.5, 0.5, f"no scene with v(N) - v(∅) ≥ {MIN_SPAN:g}", ha="center")
     fig.tight_layout()
     fig.savefig(out / f"{stem}_curves.png", dpi=110)
     plt.close(fig)

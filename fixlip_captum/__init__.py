@@ -9,6 +9,8 @@ Core estimators (torch, any device):
 Results are :class:`FIxLIPInteractionValues`, a subclass of ``shapiq.InteractionValues``.
 """
 
+from typing import Any
+
 from .estimators import approximate_crossmodal, approximate_interactions, exact_interactions
 from .interaction_values import (
     ExplanationContext,
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # FIxLIP pulls in captum and the model adapters: import it on first use only.
     if name == "FIxLIP":
         from .attr.fixlip import FIxLIP

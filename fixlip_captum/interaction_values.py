@@ -110,7 +110,7 @@ class FIxLIPInteractionValues(InteractionValues):
         """First-order view ``phi_i = e_i + p * sum_j e_ij``; see :func:`first_order_values`."""
         return first_order_values(self)
 
-    def to_json_file(  # type: ignore[override]
+    def to_json_file(
         self,
         path: Path | str,
         *,
@@ -127,7 +127,7 @@ class FIxLIPInteractionValues(InteractionValues):
         params.update(kwargs)
         super().to_json_file(Path(path), desc=desc, created_from=created_from, **params)
 
-    def save(self, path: Path | str, **_: Any) -> None:  # type: ignore[override]
+    def save(self, path: Path | str, **_: Any) -> None:
         """Save as shapiq JSON (loadable with ``InteractionValues.load`` or
         :func:`load_interaction_values`, which also restores ``p`` and the context)."""
         path = Path(path)
@@ -137,7 +137,7 @@ class FIxLIPInteractionValues(InteractionValues):
         self.to_json_file(path)
 
     @classmethod
-    def load(cls, path: Path | str) -> FIxLIPInteractionValues:  # type: ignore[override]
+    def load(cls, path: Path | str) -> FIxLIPInteractionValues:
         return load_interaction_values(path)
 
 

@@ -45,10 +45,16 @@ def test_faithfulness_benchmark_reduced(tmp_path):
     for r in rows:
         assert r["error"] == ""
         assert 0.0 <= float(r["pgr"]) <= 1.0
-        assert math.isfinite(float(r["aid"]))
-        assert float(r["aid"]) == pytest.approx(
-            float(r["insertion"]) - float(r["deletion"]), abs=1e-5
-        )
+        assert math.isfinite(float(r["aid_raw"]))
+        if float(r["span"]) >= faithfulness.MIN_SPAN:
+            assert float(r["aid"]) == pytest.approx(
+                float(r["insertion"]) - float(r["deletion"]), abs=1e-5
+            )
+            assert float(r["aid_raw"]) == pytest.approx(
+                float(r["aid"]) * float(r["span"]), rel=1e-4
+            )
+        else:
+            assert r.get("aid", "") == ""
         for key in ("p0.3", "p0.5", "p0.7", "shapley"):
             assert -1.0 <= float(r[f"spearman_{key}"]) <= 1.0
     orders = {r["method"]: r["order"] for r in rows}

@@ -175,3 +175,75 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
         plt.close("all")
     if ran == 0:
         pytest.skip(f"{rel}: every example is marked skip")
+
+
+# ------------------------------------------------- examples that need downloaded weights
+
+WEIGHTS_REASON = "needs pretrained weights"
+DOWNLOAD_BLOCKS = [
+    (page, block)
+    for page in PAGES
+    for block in python_blocks(page)
+    if block.skip is not None and block.skip.startswith(WEIGHTS_REASON)
+]
+
+
+def _stand_ins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace only the calls that download weights by tiny random models of the same
+    classes (tests/_models.py); everything else in the example runs as written."""
+    import open_clip
+    import transformers
+    from _models import (
+        hf_clip_processor,
+        open_clip_bpe_tokenizer,
+        tiny_hf_clip,
+        tiny_open_clip_clip,
+    )
+
+    def create_model_and_transforms(name: str, pretrained: str | None = None, **kwargs):
+        preprocess = open_clip.image_transform(32, is_train=False)
+        return tiny_open_clip_clip(), preprocess, preprocess
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", create_model_and_transforms)
+    monkeypatch.setattr(open_clip, "get_tokenizer", lambda name, **kw: open_clip_bpe_tokenizer())
+    monkeypatch.setattr(
+        transformers.CLIPModel, "from_pretrained", classmethod(lambda cls, *a, **kw: tiny_hf_clip())
+    )
+    monkeypatch.setattr(
+        transformers.CLIPProcessor,
+        "from_pretrained",
+        classmethod(lambda cls, *a, **kw: hf_clip_processor()),
+    )
+
+
+@pytest.mark.parametrize(
+    ("page", "block"),
+    DOWNLOAD_BLOCKS,
+    ids=[f"{p.relative_to(ROOT)}:{b.line}" for p, b in DOWNLOAD_BLOCKS],
+)
+def test_download_examples_run_with_tiny_stand_ins(
+    page: Path, block: CodeBlock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented calls for downloaded models are the real API: run each such block
+    with the weight loading swapped for a tiny random model (4 x 4 patches) and check that
+    it explains the pair over the expected players."""
+    import numpy as np
+    from PIL import Image
+
+    _stand_ins(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    pixels = np.random.default_rng(0).integers(0, 256, size=(48, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save("cat.jpg")  # the image file the examples open
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    exec(compile(block.source, f"{page.relative_to(ROOT)}:{block.line}", "exec"), namespace)
+    iv = namespace["iv"]
+    ctx = iv.context  # type: ignore[attr-defined]
+    assert ctx.grid == (4, 4) and ctx.token_labels is not None
+    assert [t.strip().lower().removesuffix("</w>") for t in ctx.token_labels] == [
+        "a",
+        "photo",
+        "of",
+        "a",
+        "cat",
+    ]
+    assert iv.n_players == 16 + 5  # type: ignore[attr-defined]

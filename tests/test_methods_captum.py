@@ -7,9 +7,11 @@ import pytest
 import torch
 from _models import (
     hf_clip_processor,
+    hf_siglip2_processor,
     open_clip_bpe_tokenizer,
     random_pil_image,
     tiny_hf_clip,
+    tiny_hf_siglip2,
     tiny_open_clip_clip,
     tiny_open_clip_clip_2x2,
 )
@@ -106,7 +108,11 @@ def test_shapley_value_sampling_converges_to_exact_sv():
 
 @pytest.mark.parametrize(
     "build, tok",
-    [(tiny_open_clip_clip, open_clip_bpe_tokenizer), (tiny_hf_clip, hf_clip_processor)],
+    [
+        (tiny_open_clip_clip, open_clip_bpe_tokenizer),
+        (tiny_hf_clip, hf_clip_processor),
+        (tiny_hf_siglip2, hf_siglip2_processor),
+    ],
 )
 def test_integrated_gradients_completeness(build, tok):
     model, tokenizer = build(), tok()

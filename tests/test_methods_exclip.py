@@ -7,12 +7,14 @@ import pytest
 import torch
 from _models import (
     hf_clip_processor,
+    hf_siglip2_processor,
     hf_siglip_processor,
     open_clip_bpe_tokenizer,
     random_pil_image,
     siglip_word_tokenizer,
     tiny_hf_clip,
     tiny_hf_siglip,
+    tiny_hf_siglip2,
     tiny_open_clip_clip,
     tiny_open_clip_siglip,
 )
@@ -27,6 +29,7 @@ FAMILIES = {
     "open_clip_siglip": (tiny_open_clip_siglip, siglip_word_tokenizer),
     "hf_clip": (tiny_hf_clip, hf_clip_processor),
     "hf_siglip": (tiny_hf_siglip, hf_siglip_processor),
+    "hf_siglip2": (tiny_hf_siglip2, hf_siglip2_processor),
 }
 
 

@@ -8,12 +8,14 @@ import torch
 import torch.nn.functional as F
 from _models import (
     hf_clip_processor,
+    hf_siglip2_processor,
     hf_siglip_processor,
     open_clip_bpe_tokenizer,
     random_pil_image,
     siglip_word_tokenizer,
     tiny_hf_clip,
     tiny_hf_siglip,
+    tiny_hf_siglip2,
     tiny_open_clip_clip,
     tiny_open_clip_siglip,
 )
@@ -255,7 +257,11 @@ def test_game_matches_eager_attention_gradients_hf_clip():
 
 @pytest.mark.parametrize(
     "build, tok",
-    [(tiny_hf_siglip, hf_siglip_processor), (tiny_open_clip_siglip, siglip_word_tokenizer)],
+    [
+        (tiny_hf_siglip, hf_siglip_processor),
+        (tiny_hf_siglip2, hf_siglip2_processor),
+        (tiny_open_clip_siglip, siglip_word_tokenizer),
+    ],
 )
 @pytest.mark.parametrize("cls", [GradECLIP, GAME])
 def test_siglip_raises_clear_error(build, tok, cls):

@@ -148,6 +148,19 @@ def test_aid_hand_computed():
     assert res.insertion_area == pytest.approx(1.7)
     assert res.deletion_area == pytest.approx(-0.7)
     assert res.aid == pytest.approx(2.4)
+    assert res.aid_raw == pytest.approx(24.0)  # times v(full) - v(empty) = 10
+
+
+def test_aid_raw_keeps_its_sign_when_the_full_value_is_below_the_empty_one():
+    # v(empty) = 5, v(full) = 5 + 1 - 3 = 3: the normalised AID flips sign, the raw does not.
+    w = np.array([1.0, -3.0])
+    game = TwoAdditiveGame(5.0, w, np.zeros((2, 2)))
+    res = insertion_deletion(_iv(2, w), game, n_grid=3)
+    # insertion 5 -> 6 -> 3, deletion 3 -> 2 (remove player 0) -> 5
+    np.testing.assert_allclose(res.insertion_raw, [5.0, 6.0, 3.0])
+    np.testing.assert_allclose(res.deletion_raw, [3.0, 2.0, 5.0])
+    assert res.aid_raw == pytest.approx(0.25 * (2 + 2 * 4 - 2))  # trapezoid of [2, 4, -2]
+    assert res.aid == pytest.approx(res.aid_raw / -2.0)
 
 
 def test_grid_rounding_with_few_players():

@@ -67,10 +67,15 @@ def _random_iv(rows, cols, words, *, seed=0, p=0.5, index="FWBII"):
     vals[0] = 1.0
     vals[1 : n + 1] *= 4
     return make_interaction_values(
-        vals, terms, n_players=n, index=index, max_order=2, p=p,
+        vals,
+        terms,
+        n_players=n,
+        index=index,
+        max_order=2,
+        p=p,
         estimation_info={"method": "synthetic", "budget": 1024},
         context=_context(rows, cols, words),
-    )  # fmt: skip
+    )
 
 
 def _sparse_iv(rows, cols, words, terms_values, *, image=None, p=0.5, max_order=2):
@@ -78,9 +83,14 @@ def _sparse_iv(rows, cols, words, terms_values, *, image=None, p=0.5, max_order=
     vals = [v for _, v in terms_values]
     n = rows * cols + len(words)
     return make_interaction_values(
-        vals, terms, n_players=n, index="FWBII", max_order=max_order, p=p,
+        vals,
+        terms,
+        n_players=n,
+        index="FWBII",
+        max_order=max_order,
+        p=p,
         context=_context(rows, cols, words, image=image),
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +129,11 @@ def _cell_pixels(rgb, ax, rows, cols, width, height, r, c, inset=0.3) -> np.ndar
     """The inner pixels of patch (r, c) of a canvas whose image spans ``width x height``."""
     pw, ph = width / cols, height / rows
     (x0, y0), (x1, y1) = ax.transData.transform(
-        [(c * pw + inset * pw, r * ph + inset * ph), ((c + 1) * pw - inset * pw, (r + 1) * ph - inset * ph)]
-    )  # fmt: skip
+        [
+            (c * pw + inset * pw, r * ph + inset * ph),
+            ((c + 1) * pw - inset * pw, (r + 1) * ph - inset * ph),
+        ]
+    )
     h = rgb.shape[0]
     ya, yb = sorted((h - y0, h - y1))
     xa, xb = sorted((x0, x1))
@@ -131,8 +144,10 @@ def _cell_pixels(rgb, ax, rows, cols, width, height, r, c, inset=0.3) -> np.ndar
 # values land on the right pixels
 
 
-@pytest.mark.parametrize(("rows", "cols", "words", "hot"), [(7, 7, WORDS_7, 3 * 7 + 5), (14, 14, WORDS_20, 2 * 14 + 11)])
-def test_one_hot_patch_lights_exactly_that_patch(rows, cols, words, hot):  # fmt: skip
+@pytest.mark.parametrize(
+    ("rows", "cols", "words", "hot"), [(7, 7, WORDS_7, 3 * 7 + 5), (14, 14, WORDS_20, 2 * 14 + 11)]
+)
+def test_one_hot_patch_lights_exactly_that_patch(rows, cols, words, hot):
     grey = np.full((112, 112, 3), 0.5)
     iv = _sparse_iv(rows, cols, words, [((), 0.0), ((hot,), 2.0)], image=grey, max_order=1)
     fig = fplot.plot_joint(iv, k=0)
@@ -172,10 +187,12 @@ def test_heat_scale_is_symmetric_and_proportional():
 
 def test_token_boxes_take_their_values_colour():
     n_img = 49
-    iv = _sparse_iv(7, 7, WORDS_7, [((), 0.0), ((n_img + 1,), 3.0), ((n_img + 5,), -1.5)], max_order=1)
+    iv = _sparse_iv(
+        7, 7, WORDS_7, [((), 0.0), ((n_img + 1,), 3.0), ((n_img + 5,), -1.5)], max_order=1
+    )
     fig = fplot.plot_joint(iv, k=0)
     ax = fig.axes[0]
-    coll = [c for c in ax.collections if len(c.get_paths()) == len(WORDS_7)][0]
+    coll = next(c for c in ax.collections if len(c.get_paths()) == len(WORDS_7))
     faces = coll.get_facecolors()
     np.testing.assert_allclose(faces[1], VALUE_CMAP(1.0), atol=1e-6)  # 'red' at +max
     np.testing.assert_allclose(faces[5], VALUE_CMAP(0.25), atol=1e-6)  # 'blue' at -max/2
@@ -201,10 +218,12 @@ def test_conditional_map_lights_the_partner_patch_and_outlines_the_word():
     grey = np.full((112, 112, 3), 0.5)
     word = 49 + 2  # "circle"
     iv = _sparse_iv(
-        7, 7, WORDS_7,
+        7,
+        7,
+        WORDS_7,
         [((), 0.0), ((10,), 5.0), ((17, word), 0.8), ((word, 49 + 5), -0.4)],
         image=grey,
-    )  # fmt: skip
+    )
     fig = fplot.plot_conditional(iv, "circle")
     ax = fig.axes[0]
     rgb = _rgb(fig)
@@ -216,11 +235,11 @@ def test_conditional_map_lights_the_partner_patch_and_outlines_the_word():
                 np.testing.assert_allclose(mean, expected, atol=0.02)
             else:  # patch 10 has a main effect but no interaction with 'circle'
                 np.testing.assert_allclose(mean, 0.5, atol=0.01)
-    coll = [c for c in ax.collections if len(c.get_paths()) == len(WORDS_7)][0]
+    coll = next(c for c in ax.collections if len(c.get_paths()) == len(WORDS_7))
     np.testing.assert_allclose(coll.get_facecolors()[5], VALUE_CMAP(0.25), atol=1e-6)
     assert "'circle'" in ax.get_title()
-    # the outline: one thick patch around the token box (zorder 6)
-    outlines = [p for p in ax.patches if p.get_zorder() == 6]
+    # the outline: one thick patch around the token box (zorder 9)
+    outlines = [p for p in ax.patches if p.get_zorder() == 9]
     assert len(outlines) == 1
     with pytest.raises(ValueError, match="No token 'dog'"):
         fplot.plot_conditional(iv, "dog")
@@ -239,17 +258,23 @@ def test_conditional_grid_has_one_panel_per_word(iv196):
 def test_top_pairs_selects_by_kind_and_magnitude():
     n_img = 49
     iv = _sparse_iv(
-        7, 7, WORDS_7,
+        7,
+        7,
+        WORDS_7,
         [((0, n_img), 0.5), ((1, 2), -0.9), ((n_img, n_img + 1), 0.3), ((3, n_img + 2), -0.7)],
-    )  # fmt: skip
+    )
     assert top_pairs(iv, 5, "all", n_image=n_img) == [
-        (1, 2, -0.9), (3, n_img + 2, -0.7), (0, n_img, 0.5), (n_img, n_img + 1, 0.3)
-    ]  # fmt: skip
+        (1, 2, -0.9),
+        (3, n_img + 2, -0.7),
+        (0, n_img, 0.5),
+        (n_img, n_img + 1, 0.3),
+    ]
     assert top_pairs(iv, 1, "image-text", n_image=n_img) == [(3, n_img + 2, -0.7)]
     assert top_pairs(iv, 5, ["text-text"], n_image=n_img) == [(n_img, n_img + 1, 0.3)]
     assert top_pairs(iv, 5, "all", n_image=n_img, sign="positive") == [
-        (0, n_img, 0.5), (n_img, n_img + 1, 0.3)
-    ]  # fmt: skip
+        (0, n_img, 0.5),
+        (n_img, n_img + 1, 0.3),
+    ]
     with pytest.raises(ValueError, match="Unknown edge kind"):
         top_pairs(iv, 5, "patch-word", n_image=n_img)
 
@@ -278,7 +303,9 @@ def test_si_graph_thumbnails_sit_on_their_grid_cells(iv49):
     fig = fplot.plot_si_graph(iv49, n_interactions=10)
     ax = fig.axes[0]
     assert len(ax.images) == 49
-    centres = np.array([[(e[0] + e[1]) / 2, (e[2] + e[3]) / 2] for e in (im.get_extent() for im in ax.images)])
+    centres = np.array(
+        [[(e[0] + e[1]) / 2, (e[2] + e[3]) / 2] for e in (im.get_extent() for im in ax.images)]
+    )
     # on a grid: 7 distinct x and 7 distinct y positions, equally spaced, square cells
     xs, ys = np.unique(centres[:, 0].round(6)), np.unique(centres[:, 1].round(6))
     assert len(xs) == 7 and len(ys) == 7
@@ -296,7 +323,9 @@ def test_upset_shows_top_terms_with_player_names(iv49):
     fig = fplot.plot_upset(iv49, n_interactions=6)
     bars = fig.axes[0].patches
     vals = iv49.values
-    expected = sorted((float(vals[k]) for t, k in iv49.interaction_lookup.items() if t), key=abs)[::-1][:6]
+    expected = sorted((float(vals[k]) for t, k in iv49.interaction_lookup.items() if t), key=abs)[
+        ::-1
+    ][:6]
     np.testing.assert_allclose([b.get_height() for b in bars], expected)
     names = [t.get_text() for t in fig.axes[1].get_yticklabels()]
     assert all(re.fullmatch(r"patch \(\d, \d\)", n) or n in WORDS_7 for n in names)
@@ -335,9 +364,13 @@ def test_force_terms_add_up_to_the_surrogate(iv49, p):
 
 def _all_figures(iv):
     fo = make_interaction_values(
-        iv.first_order(), [(i,) for i in range(iv.n_players)], n_players=iv.n_players,
-        index="GradECLIP", max_order=1, context=iv.context,
-    )  # fmt: skip
+        iv.first_order(),
+        [(i,) for i in range(iv.n_players)],
+        n_players=iv.n_players,
+        index="GradECLIP",
+        max_order=1,
+        context=iv.context,
+    )
     return {
         "joint": lambda: fplot.plot_joint(iv, k=10, edge_kinds="all"),
         "conditional": lambda: fplot.plot_conditional(iv, iv.context.n_image + 1),
@@ -398,8 +431,12 @@ def test_comparison_rows_and_same_pair_check(iv49, iv196):
 
 def test_cliques_use_the_metrics_greedy_order(iv49):
     most, least = fplot.clique_members(iv49, 6)
-    np.testing.assert_array_equal(np.flatnonzero(most), np.sort(greedy_order(iv49, "insertion")[:6]))
-    np.testing.assert_array_equal(np.flatnonzero(least), np.sort(greedy_order(iv49, "deletion")[:6]))
+    np.testing.assert_array_equal(
+        np.flatnonzero(most), np.sort(greedy_order(iv49, "insertion")[:6])
+    )
+    np.testing.assert_array_equal(
+        np.flatnonzero(least), np.sort(greedy_order(iv49, "deletion")[:6])
+    )
     with pytest.raises(ValueError, match="size must be"):
         fplot.clique_members(iv49, 0)
 
@@ -408,7 +445,13 @@ def test_clique_view_greys_out_everything_else():
     # patches 3 and 4 form the best clique (large pair term); the image is pure red
     red = np.zeros((112, 112, 3))
     red[..., 0] = 1.0
-    iv = _sparse_iv(7, 7, WORDS_7, [((), 0.0), ((3,), 0.2), ((4,), 0.1), ((3, 4), 2.0), ((20,), -3.0)], image=red)
+    iv = _sparse_iv(
+        7,
+        7,
+        WORDS_7,
+        [((), 0.0), ((3,), 0.2), ((4,), 0.1), ((3, 4), 2.0), ((20,), -3.0)],
+        image=red,
+    )
     fig = fplot.plot_cliques(iv, 2)
     ax_most, ax_least = fig.axes[:2]
     rgb = _rgb(fig)
@@ -416,7 +459,9 @@ def test_clique_view_greys_out_everything_else():
     assert "surrogate value 2.3" in ax_most.get_title()
     for r in range(7):
         for c in range(7):
-            mean = _cell_pixels(rgb, ax_most, 7, 7, 112, 112, r, c, inset=0.35).reshape(-1, 3).mean(0)
+            mean = (
+                _cell_pixels(rgb, ax_most, 7, 7, 112, 112, r, c, inset=0.35).reshape(-1, 3).mean(0)
+            )
             if r * 7 + c in (3, 4):
                 np.testing.assert_allclose(mean, [1, 0, 0], atol=0.02)
             else:
@@ -462,7 +507,7 @@ def test_report_is_self_contained(tmp_path, iv49):
     # the table's first pair is the strongest pair term
     top = top_pairs(iv49, 1, "all", n_image=49)[0]
     assert f"{top[2]:+.4g}" in page
-    with pytest.raises(ValueError, match=".html"):
+    with pytest.raises(ValueError, match=r"\.html"):
         fplot.write_report(iv49, tmp_path / "report.png")
 
 
@@ -471,11 +516,19 @@ def test_report_renders_in_headless_chromium(tmp_path, iv49):
     path = fplot.write_report(iv49, tmp_path / "report.html", conditional=False)
     shot = tmp_path / "shot.png"
     cmd = [
-        shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1000,1400",
-        f"--screenshot={shot}", path.resolve().as_uri(),
-    ]  # fmt: skip
+        shutil.which("chromium"),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1000,1400",
+        f"--screenshot={shot}",
+        path.resolve().as_uri(),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     with Image.open(shot) as im:
         arr = np.asarray(im.convert("RGB"), dtype=float) / 255

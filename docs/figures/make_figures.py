@@ -22,8 +22,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -131,7 +131,7 @@ def synthetic_first_order(iv, name: str, seed: int):
 
 
 def real_explanations(budget: int):
-    from fixlip_captum.attr import FIxLIP
+    from fixlip_captum import FIxLIP
     from fixlip_captum.methods import get_method
     from fixlip_captum.models import load_default
 

@@ -19,13 +19,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import fixlip_captum.plot as fplot  # noqa: E402
-from fixlip_captum.interaction_values import (  # noqa: E402
+import fixlip_captum.plot as fplot
+from fixlip_captum.interaction_values import (
     ExplanationContext,
     make_interaction_values,
 )
@@ -39,9 +39,15 @@ def dense_explanation(rows: int = 14, cols: int = 14, n_text: int = 20, seed: in
     vals = rng.normal(0, 0.05, len(terms))
     words = [f"word{j}" for j in range(n_text)]
     ctx = ExplanationContext(
-        n_image=rows * cols, n_text=n_text, grid=(rows, cols), token_labels=words,
-        v_empty=0.1, v_full=3.0, caption=" ".join(words), image=rng.random((224, 224, 3)),
-    )  # fmt: skip
+        n_image=rows * cols,
+        n_text=n_text,
+        grid=(rows, cols),
+        token_labels=words,
+        v_empty=0.1,
+        v_full=3.0,
+        caption=" ".join(words),
+        image=rng.random((224, 224, 3)),
+    )
     return make_interaction_values(
         vals, terms, n_players=n, index="FWBII", max_order=2, p=0.5, context=ctx
     )
@@ -50,9 +56,13 @@ def dense_explanation(rows: int = 14, cols: int = 14, n_text: int = 20, seed: in
 def main() -> None:
     iv = dense_explanation()
     fo = make_interaction_values(
-        iv.first_order(), [(i,) for i in range(iv.n_players)], n_players=iv.n_players,
-        index="GradECLIP", max_order=1, context=iv.context,
-    )  # fmt: skip
+        iv.first_order(),
+        [(i,) for i in range(iv.n_players)],
+        n_players=iv.n_players,
+        index="GradECLIP",
+        max_order=1,
+        context=iv.context,
+    )
     figures = {
         "plot_joint": lambda: fplot.plot_joint(iv, k=15, edge_kinds="all"),
         "plot_conditional": lambda: fplot.plot_conditional(iv, "word3"),

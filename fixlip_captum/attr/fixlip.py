@@ -31,7 +31,6 @@ from captum.attr import PerturbationAttribution
 
 from fixlip_captum._validation import check_p, check_positive_int
 from fixlip_captum.adapters import DualEncoderAdapter, UnsupportedModelError, get_adapter
-from fixlip_captum.adapters._patches import pixel_player_map
 from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES, TextInput
 from fixlip_captum.estimators import approximate_crossmodal, approximate_interactions
 from fixlip_captum.games import CrossModalGame
@@ -477,7 +476,7 @@ class FIxLIP(PerturbationAttribution):
                 f"input_ids must have shape [B, L] with B = {pixel_values.shape[0]} (one "
                 f"caption per image); got {tuple(input_ids.shape)}."
             )
-        owner = pixel_player_map(adapter.patch_grid, adapter.image_size)
+        owner = adapter.pixel_player_map()
         pixel_attr = torch.zeros(pixel_values.shape, dtype=torch.float32)
         token_attr = torch.zeros(input_ids.shape, dtype=torch.float32)
         ivs = []

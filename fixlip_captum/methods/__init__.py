@@ -76,7 +76,7 @@ class MethodSpec:
 
 
 _GRADIENT_MODELS = "open_clip CLIP, transformers CLIPModel (no SigLIP: no class token)"
-_HIDDEN_MODELS = "open_clip CLIP/CustomTextCLIP, transformers CLIPModel/SiglipModel"
+_HIDDEN_MODELS = "open_clip CLIP/CustomTextCLIP, transformers CLIPModel/SiglipModel/Siglip2Model"
 
 _SPECS = (
     MethodSpec(

@@ -192,11 +192,16 @@ class Towers:
     """Family-specific access to the two towers of a dual encoder.
 
     Supported: open_clip ``CLIP`` and ``CustomTextCLIP`` (ViT image tower with
-    ``nn.MultiheadAttention`` blocks; a timm image tower is supported for the embedding only),
-    transformers ``CLIPModel``, ``SiglipModel``.
+    ``nn.MultiheadAttention`` blocks; a timm image tower is supported for hidden states and
+    the embedding only), transformers ``CLIPModel``, ``SiglipModel`` and ``Siglip2Model``
+    (the latter needs its adapter, which patchifies the pixels).
+
+    Args:
+        model: The dual encoder.
+        adapter: Its adapter (required for SigLIP2 only).
 
     Attributes:
-        family: ``"open_clip"`` or ``"hf_clip"`` / ``"hf_siglip"``.
+        family: ``"open_clip"``, ``"hf_clip"``, ``"hf_siglip"`` or ``"hf_siglip2"``.
         image_blocks / text_blocks: Transformer blocks in order (``None`` if unavailable).
         image_attention / text_attention: Their attention modules.
         image_cls: Sequence position pooled by the image tower (0 = class token) or
@@ -206,8 +211,9 @@ class Towers:
         image_batch_first / text_batch_first: Layout of block inputs.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, adapter: Any = None) -> None:
         self.model = model
+        self.adapter = adapter
         self.family = ""
         self.image_blocks: list[nn.Module] | None = None
         self.text_blocks: list[nn.Module] | None = None
@@ -233,8 +239,17 @@ class Towers:
             self.text_blocks = list(model.text_model.encoder.layers)
             self.image_cls = 0
             self.token_embedding = model.text_model.embeddings.token_embedding
-        elif transformers is not None and isinstance(model, transformers.SiglipModel):
+        elif transformers is not None and isinstance(
+            model, (transformers.SiglipModel, transformers.Siglip2Model)
+        ):
             self.family = "hf_siglip"
+            if isinstance(model, transformers.Siglip2Model):
+                self.family = "hf_siglip2"
+                if adapter is None or not hasattr(adapter, "patchify"):
+                    raise TypeError(
+                        "SigLIP2 takes patchified pixels; pass its adapter "
+                        "(fixlip_captum.adapters.get_adapter(model, processor))."
+                    )
             self.image_blocks = list(model.vision_model.encoder.layers)
             self.text_blocks = list(model.text_model.encoder.layers)
             self.image_cls = None
@@ -246,8 +261,8 @@ class Towers:
         else:
             raise TypeError(
                 f"{type(model).__name__} is not supported by the gradient baselines; use "
-                "open_clip CLIP/CustomTextCLIP or transformers CLIPModel/SiglipModel "
-                "(SigLIP2's NaFlex inputs are not supported), or a perturbation method."
+                "open_clip CLIP/CustomTextCLIP or transformers CLIPModel/SiglipModel/"
+                "Siglip2Model, or a perturbation method."
             )
 
     # ------------------------------------------------------------------ construction
@@ -353,6 +368,20 @@ class Towers:
         """Unnormalised image embeddings ``[B, D]`` of ``pixel_values [B, C, H, W]``."""
         if self.family == "open_clip":
             return self.model.encode_image(pixel_values)
+        if self.family == "hf_siglip2":
+            # NaFlex: [B, P, p*p*C] patches, every patch attended, the adapter's grid.
+            patches = self.adapter.patchify(pixel_values)
+            bsz, n_patches = patches.shape[:2]
+            grid = torch.tensor([self.adapter.patch_grid], device=patches.device)
+            return _pooled(
+                self.model.get_image_features(
+                    pixel_values=patches,
+                    pixel_attention_mask=torch.ones(
+                        bsz, n_patches, dtype=torch.long, device=patches.device
+                    ),
+                    spatial_shapes=grid.expand(bsz, 2),
+                )
+            )
         return _pooled(self.model.get_image_features(pixel_values=pixel_values))
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -203,7 +203,7 @@ class IntegratedGradientsMethod(PairMethod):
 
     Args:
         model: open_clip ``CLIP``/``CustomTextCLIP`` or transformers ``CLIPModel``/
-            ``SiglipModel``.
+            ``SiglipModel``/``Siglip2Model``.
         tokenizer_or_processor: Tokenizer/processor for the adapter.
         adapter: A ready adapter (optional).
         n_steps: Integration steps (default 50).
@@ -235,7 +235,7 @@ class IntegratedGradientsMethod(PairMethod):
         super().__init__(
             model, tokenizer_or_processor, adapter=adapter, value=value, image_masking=image_masking
         )
-        self.towers = Towers(model)
+        self.towers = Towers(model, self.adapter)
         self.n_steps = int(n_steps)
         self.method = method
         self.internal_batch_size = internal_batch_size

@@ -32,7 +32,7 @@ width; ``jacobian_chunk`` of them at a time, vectorised), plus the 2 image + 2 t
 encodings that record v(full) and v(empty).
 
 Supported: open_clip ``CLIP`` and ``CustomTextCLIP`` (ViT or timm image tower),
-transformers ``CLIPModel`` and ``SiglipModel``.
+transformers ``CLIPModel``, ``SiglipModel`` and ``Siglip2Model``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,8 @@ class ExCLIP(PairMethod):
     """exCLIP second-order attributions between caption tokens and image patches.
 
     Args:
-        model: open_clip ``CLIP``/``CustomTextCLIP`` or transformers ``CLIPModel``/``SiglipModel``.
+        model: open_clip ``CLIP``/``CustomTextCLIP`` or transformers ``CLIPModel``/
+            ``SiglipModel``/``Siglip2Model``.
         tokenizer_or_processor: Tokenizer/processor for the adapter.
         adapter: A ready adapter (optional).
         layer: Image block whose INPUT is attributed (default ``-1``: input of the last block,
@@ -128,7 +129,7 @@ class ExCLIP(PairMethod):
         super().__init__(
             model, tokenizer_or_processor, adapter=adapter, value=value, image_masking=image_masking
         )
-        self.towers = Towers(model)
+        self.towers = Towers(model, self.adapter)
         self.layer = _layer(layer, len(self.towers.require_image_blocks()), "layer")
         t_layer = layer if text_layer is None else text_layer
         if text_layer is None and layer >= 0:

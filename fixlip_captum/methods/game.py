@@ -91,7 +91,7 @@ class GAME(PairMethod):
         super().__init__(
             model, tokenizer_or_processor, adapter=adapter, value=value, image_masking=image_masking
         )
-        self.towers = Towers(model)
+        self.towers = Towers(model, self.adapter)
         self.towers.require_image_cls("GAME")
         self.start_layer = _layer_index(start_layer, len(self.towers.image_blocks), "start_layer")
         tsl = start_layer if text_start_layer is None else text_start_layer

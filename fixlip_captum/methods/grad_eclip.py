@@ -115,7 +115,7 @@ class GradECLIP(PairMethod):
             raise ValueError("image_layers and text_layers must be at least 1.")
         self.image_layers = int(image_layers)
         self.text_layers = int(text_layers)
-        self.towers = Towers(model)
+        self.towers = Towers(model, self.adapter)
         self.towers.require_image_cls("Grad-ECLIP")
 
     def attribute_interactions(self, image: Any, text: Any) -> FIxLIPInteractionValues:

@@ -98,6 +98,10 @@ class InsertionDeletionResult:
         insertion_area: Trapezoidal area under ``insertion``.
         deletion_area: Trapezoidal area under ``deletion``.
         aid: ``insertion_area - deletion_area``.
+        aid_raw: The same on the raw curves, in the game's units
+            (``aid * (v_full - v_empty)``). Unlike ``aid`` its sign does not flip when
+            ``v(full) < v(empty)`` (a pair the model scores below the empty pair), so it is
+            the one to average over instances of mixed sign.
         insertion_order: ``[n]`` order in which players are inserted.
         deletion_order: ``[n]`` order in which players are removed.
         v_empty: Game value of the empty coalition.
@@ -112,6 +116,7 @@ class InsertionDeletionResult:
     insertion_area: float
     deletion_area: float
     aid: float
+    aid_raw: float
     insertion_order: np.ndarray
     deletion_order: np.ndarray
     v_empty: float
@@ -187,6 +192,7 @@ def insertion_deletion(
         insertion_area=ins_area,
         deletion_area=del_area,
         aid=ins_area - del_area,
+        aid_raw=_trapezoid(ins_raw - del_raw, fractions),
         insertion_order=ins_order,
         deletion_order=del_order,
         v_empty=v_empty,

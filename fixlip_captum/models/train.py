@@ -123,33 +123,102 @@ def encode_text_trimmed(
 class _Batches(torch.utils.data.IterableDataset):
     """Generates training batches ``start..stop-1`` (in a worker process when asked)."""
 
-    def __init__(self, tok, seed, start, stop, batch_size, grid):
+    def __init__(self, tok, seed, start, stop, batch_size, grid, shape_only_p, shape_only_from):
         self.tok, self.seed, self.start, self.stop = tok, seed, start, stop
         self.batch_size, self.grid = batch_size, grid
+        self.shape_only_p, self.shape_only_from = shape_only_p, shape_only_from
 
     def __iter__(self):
         for step in range(self.start, self.stop):
-            yield make_batch(self.tok, self.seed, step, self.batch_size, self.grid)
+            p = self.shape_only_p if step >= self.shape_only_from else 0.0
+            yield make_batch(self.tok, self.seed, step, self.batch_size, self.grid, p)
 
 
 def _keys(pairs) -> np.ndarray:
+    """Indicator over the (colour, shape) pairs; a ``None`` colour marks a shape-only mention
+    and is left out here (see :func:`_shape_keys`)."""
     colours = {c: i for i, c in enumerate(COLOURS)}
     shapes = {s: i for i, s in enumerate(SHAPES)}
     out = np.zeros(len(COLOURS) * len(SHAPES), dtype=np.float32)
     for c, s in pairs:
-        out[colours[c] * len(SHAPES) + shapes[s]] = 1.0
+        if c is not None:
+            out[colours[c] * len(SHAPES) + shapes[s]] = 1.0
     return out
 
 
-def make_batch(tok: SceneTokenizer, seed: int, step: int, batch_size: int, grid) -> dict:
-    """Batch ``step`` of the training stream (deterministic in ``seed, step``)."""
+def _shape_keys(shapes) -> np.ndarray:
+    out = np.zeros(len(SHAPES), dtype=np.float32)
+    for s in shapes:
+        out[SHAPES.index(s)] = 1.0
+    return out
+
+
+def _shape_only_text(template: dict, shapes: list[str]) -> str:
+    words = list(template["prefix"])
+    for k, shape in enumerate(shapes):
+        if k:
+            words += template["connectors"][k - 1]
+        words += ["the" if template["definite"][k] else "a", shape]
+    return " ".join(words).replace(" ,", ",")
+
+
+def _shape_only_captions(sample, rng: np.random.Generator):
+    """The sample's caption without colour words ("a circle and a star"), and two negatives
+    that each replace one shape by a shape absent from the scene. Colours are the easy cue;
+    these captions can only be matched by shape, which forces the towers to learn shapes."""
+    template = sample.caption.template
+    shapes = [m[1] for m in sample.caption.mentions]
+    present = {o.shape for o in sample.objects}
+    absent = [h for h in SHAPES if h not in present]
+    negs = []
+    for _ in range(2):
+        neg = list(shapes)
+        neg[int(rng.integers(len(neg)))] = absent[int(rng.integers(len(absent)))]
+        negs.append(neg)
+    return shapes, negs, [_shape_only_text(template, h) for h in [shapes, *negs]]
+
+
+def make_batch(
+    tok: SceneTokenizer,
+    seed: int,
+    step: int,
+    batch_size: int,
+    grid,
+    shape_only_p: float = 0.0,
+) -> dict:
+    """Batch ``step`` of the training stream (deterministic in the arguments).
+
+    Args:
+        tok: Tokenizer.
+        seed: Training seed.
+        step: Batch index.
+        batch_size: Scenes per batch.
+        grid: ``(rows, cols)`` patch grid for the masking augmentation.
+        shape_only_p: Probability that a scene gets a shape-only caption (and shape-only
+            negatives) instead of its colour-and-shape caption.
+    """
     base = 10_000_000 * (seed + 1) + step * batch_size
     samples = generate_batch(range(base, base + batch_size))
     rng = np.random.default_rng([seed, step, 11])
-    negs = []
+    pos_texts, neg_texts, pos_pairs, neg_pairs, pos_shapes, neg_shapes = [], [], [], [], [], []
     for s in samples:
+        if shape_only_p > 0 and rng.random() < shape_only_p:
+            shapes, negs, texts = _shape_only_captions(s, rng)
+            pos_texts.append(texts[0])
+            neg_texts += texts[1:]
+            pos_pairs.append([])
+            neg_pairs += [[], []]
+            pos_shapes.append(shapes)
+            neg_shapes += negs
+            continue
         kinds = rng.choice(len(_NEG_KINDS), 2, replace=False, p=_NEG_PROBS)
-        negs += [s.hard_negative(_NEG_KINDS[k], seed=int(rng.integers(2**31))) for k in kinds]
+        negs = [s.hard_negative(_NEG_KINDS[k], seed=int(rng.integers(2**31))) for k in kinds]
+        pos_texts.append(s.text)
+        neg_texts += [c.text for c in negs]
+        pos_pairs.append(s.caption.mentions)
+        neg_pairs += [c.mentions for c in negs]
+        pos_shapes.append([])
+        neg_shapes += [[], []]
     rows, cols = grid
     drop = np.zeros((batch_size, rows * cols), dtype=bool)
     for i, s in enumerate(samples):
@@ -158,13 +227,23 @@ def make_batch(tok: SceneTokenizer, seed: int, step: int, batch_size: int, grid)
             for o in s.named:
                 named |= s.patch_mask(o, grid)
             drop[i] = (~named) & (rng.random(rows * cols) < rng.uniform(0.2, 0.6))
-    captions = [s.caption for s in samples] + negs
+    # Per-patch shape labels for the auxiliary head: 1 + shape index where an object covers at
+    # least a fifth of the patch, else 0 (background).
+    patch_shape = np.zeros((batch_size, rows * cols), dtype=np.int64)
+    for i, s in enumerate(samples):
+        for k, o in enumerate(s.objects):
+            patch_shape[i, s.patch_coverage(k, grid) >= 0.2] = 1 + SHAPES.index(o.shape)
     return {
+        "patch_shape": torch.from_numpy(patch_shape),
         "pixels": np.stack([s.array for s in samples]),
-        "pos": tok([s.text for s in samples]),
-        "neg": tok([c.text for c in negs]),
+        "pos": tok(pos_texts),
+        "neg": tok(neg_texts),
         "img_keys": torch.from_numpy(np.stack([_keys(o.key for o in s.objects) for s in samples])),
-        "txt_keys": torch.from_numpy(np.stack([_keys(c.mentions) for c in captions])),
+        "txt_keys": torch.from_numpy(np.stack([_keys(p) for p in pos_pairs + neg_pairs])),
+        "img_shapes": torch.from_numpy(
+            np.stack([_shape_keys(o.shape for o in s.objects) for s in samples])
+        ),
+        "txt_shapes": torch.from_numpy(np.stack([_shape_keys(h) for h in pos_shapes + neg_shapes])),
         "drop": torch.from_numpy(drop),
     }
 
@@ -176,15 +255,24 @@ def _apply_drop(pixels: torch.Tensor, drop: torch.Tensor, grid) -> torch.Tensor:
     return pixels * (~m).unsqueeze(1).float()
 
 
-def _loss(model, batch, grid, mean, std):
+def _loss(model, batch, grid, mean, std, aux_head=None):
     b = len(batch["pos"])
     pixels = _apply_drop(arrays_to_tensor(list(batch["pixels"]), mean, std), batch["drop"], grid)
-    img = F.normalize(model.encode_image(pixels), dim=-1)
+    model.visual.output_tokens = True
+    try:
+        pooled, tokens = model.visual(pixels)
+    finally:
+        model.visual.output_tokens = False
+    img = F.normalize(pooled, dim=-1)
     txt = F.normalize(encode_text_trimmed(model, torch.cat([batch["pos"], batch["neg"]])), dim=-1)
     scale = model.logit_scale.exp()
     logits = scale * img @ txt.T  # [B, 3B]
     # A caption describes image i when all its (colour, shape) mentions are among i's objects.
-    describes = (batch["txt_keys"] @ (1.0 - batch["img_keys"]).T == 0).T  # [B, 3B]
+    # (Shape-only captions: when all their shapes are there.)
+    describes = (
+        (batch["txt_keys"] @ (1.0 - batch["img_keys"]).T == 0)
+        & (batch["txt_shapes"] @ (1.0 - batch["img_shapes"]).T == 0)
+    ).T  # [B, 3B]
     own = torch.zeros_like(describes)
     own[torch.arange(b), torch.arange(b)] = True
     logits = logits.masked_fill(describes & ~own, float("-inf"))
@@ -197,7 +285,16 @@ def _loss(model, batch, grid, mean, std):
         [logits[idx, idx], logits[idx, b + 2 * idx], logits[idx, b + 2 * idx + 1]], 1
     )
     loss_hard = F.cross_entropy(hard, torch.zeros(b, dtype=torch.long))
-    return (loss_i2t + loss_t2i) / 2 + loss_hard, {
+    total = (loss_i2t + loss_t2i) / 2 + loss_hard
+    loss_aux = torch.zeros(())
+    if aux_head is not None:
+        # Training-only probe: the patch tokens must say which shape covers them (masked
+        # patches still carry their label: the shape is known from the neighbours or not).
+        keep = ~batch["drop"]
+        loss_aux = F.cross_entropy(aux_head(tokens[keep]), batch["patch_shape"][keep])
+        total = total + aux_head.weight_in_loss * loss_aux
+    return total, {
+        "aux": loss_aux.item(),
         "i2t": loss_i2t.item(),
         "t2i": loss_t2i.item(),
         "hard": loss_hard.item(),
@@ -247,6 +344,23 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--text-layers", type=int, default=3)
     p.add_argument("--context-length", type=int, default=32)
     p.add_argument("--mlp-ratio", type=float, default=2.0)
+    p.add_argument(
+        "--shape-only",
+        type=float,
+        default=0.3,
+        help="fraction of scenes captioned by shapes only (forces shape learning)",
+    )
+    p.add_argument(
+        "--shape-only-from", type=int, default=0, help="first step using --shape-only captions"
+    )
+    p.add_argument(
+        "--aux-weight",
+        type=float,
+        default=0.5,
+        help="weight of a training-only linear head on the image patch tokens that predicts the "
+        "shape covering each patch (0 = off); the head is not part of the shipped model",
+    )
+    p.add_argument("--aux-from", type=int, default=0, help="first step using the auxiliary head")
     args = p.parse_args(argv)
 
     import open_clip
@@ -290,6 +404,15 @@ def main(argv: list[str] | None = None) -> dict:
         betas=(0.9, 0.98),
         eps=1e-6,
     )
+    # Training-only auxiliary head (seeded separately so turning it on later does not change
+    # the model's initialisation); saved in the state, never in the shipped checkpoint.
+    aux_gen = torch.Generator().manual_seed(args.seed + 1)
+    aux_head = torch.nn.Linear(cfg["vision_cfg"]["width"], len(SHAPES) + 1)
+    with torch.no_grad():
+        aux_head.weight.copy_(torch.randn(aux_head.weight.shape, generator=aux_gen) * 0.02)
+        aux_head.bias.zero_()
+    aux_head.weight_in_loss = args.aux_weight
+    aux_opt = torch.optim.AdamW(aux_head.parameters(), lr=args.lr, weight_decay=0.0)
     start, history, elapsed0 = 0, [], 0.0
     if args.resume is not None:
         resume_path = Path(args.resume) if args.resume else state_path
@@ -297,6 +420,9 @@ def main(argv: list[str] | None = None) -> dict:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         start, history, elapsed0 = st["step"], st["history"], st.get("elapsed", 0.0)
+        if "aux" in st:
+            aux_head.load_state_dict(st["aux"])
+            aux_opt.load_state_dict(st["aux_opt"])
         _log(f"resumed from {resume_path} at step {start}")
 
     with torch.no_grad():  # the trimmed text path must equal open_clip's encode_text
@@ -315,7 +441,16 @@ def main(argv: list[str] | None = None) -> dict:
         return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, q))))
 
     data = torch.utils.data.DataLoader(
-        _Batches(tok, args.seed, start, args.steps, args.batch_size, grid),
+        _Batches(
+            tok,
+            args.seed,
+            start,
+            args.steps,
+            args.batch_size,
+            grid,
+            args.shape_only,
+            args.shape_only_from,
+        ),
         batch_size=None,
         num_workers=args.workers,
         prefetch_factor=2 if args.workers else None,
@@ -329,11 +464,17 @@ def main(argv: list[str] | None = None) -> dict:
         wait += time.time() - t_fetch
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        loss, parts = _loss(model, batch, grid, mean, std)
+        use_aux = args.aux_weight > 0 and step >= args.aux_from
+        for g in aux_opt.param_groups:
+            g["lr"] = lr_at(step)
+        loss, parts = _loss(model, batch, grid, mean, std, aux_head if use_aux else None)
         opt.zero_grad(set_to_none=True)
+        aux_opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if use_aux:
+            aux_opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         done = step + 1
@@ -342,7 +483,7 @@ def main(argv: list[str] | None = None) -> dict:
             per = (now - t_last) / args.log_every
             _log(
                 f"step {done}/{args.steps} loss {float(loss):.4f} i2t {parts['i2t']:.3f} "
-                f"t2i {parts['t2i']:.3f} hard {parts['hard']:.3f} "
+                f"t2i {parts['t2i']:.3f} hard {parts['hard']:.3f} aux {parts['aux']:.3f} "
                 f"scale {float(model.logit_scale.exp()):.1f} lr {lr_at(step):.2e} "
                 f"{per:.2f}s/step (data wait {wait / args.log_every:.2f}s) "
                 f"eta {per * (args.steps - done) / 60:.1f} min"
@@ -355,6 +496,8 @@ def main(argv: list[str] | None = None) -> dict:
             state = {
                 "model": model.state_dict(),
                 "opt": opt.state_dict(),
+                "aux": aux_head.state_dict(),
+                "aux_opt": aux_opt.state_dict(),
                 "step": done,
                 "history": history,
                 "elapsed": elapsed0 + time.time() - t0,
@@ -367,11 +510,39 @@ def main(argv: list[str] | None = None) -> dict:
 
     elapsed = elapsed0 + time.time() - t0
     final = history[-1] if history else evaluate(model, tok, VAL_SEED)
-    _write_outputs(out, model, tok, cfg, args, final, history, elapsed, n_params)
+    _write_outputs(
+        out,
+        model,
+        tok,
+        cfg,
+        args,
+        final,
+        history,
+        elapsed,
+        n_params,
+        sys.argv[1:] if argv is None else argv,
+    )
     return final
 
 
-def _write_outputs(out, model, tok, cfg, args, final, history, elapsed, n_params) -> None:
+def _without_resume(argv: list[str]) -> list[str]:
+    """``argv`` without ``--resume [PATH]`` and ``--state PATH``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            if not a.startswith("--"):
+                continue
+        if a in ("--resume", "--state"):
+            skip = True
+            continue
+        if a.startswith(("--resume=", "--state=")):
+            continue
+        out.append(a)
+    return out
+
+
+def _write_outputs(out, model, tok, cfg, args, final, history, elapsed, n_params, argv) -> None:
     from fixlip_captum.models import MODEL_NAME
 
     sd = {k: v.detach().to(torch.float16) for k, v in model.state_dict().items()}
@@ -422,7 +593,9 @@ def _write_outputs(out, model, tok, cfg, args, final, history, elapsed, n_params
             "data_workers": args.workers,
             "seed": args.seed,
             "wall_clock_minutes": round(elapsed / 60, 1),
-            "command": "python -m fixlip_captum.models.train " + " ".join(sys.argv[1:]),
+            # The run may have been resumed; the data stream and the lr schedule depend only on
+            # these arguments, so the same command without --resume reproduces it.
+            "command": "python -m fixlip_captum.models.train " + " ".join(_without_resume(argv)),
             "torch": torch.__version__,
         },
         "metrics_validation": final,

@@ -292,11 +292,10 @@ class Canvas:
         return x0 + pw / 2, y0 + ph / 2
 
     def anchor(self, player: int) -> tuple[float, float]:
-        """Where an edge to ``player`` ends: the patch centre or the top of the token box."""
+        """Where an edge to ``player`` ends: the patch centre or the token box centre."""
         if player < self.ctx.n_image:
             return self.patch_centre(player)
-        box = self.tokens[player - self.ctx.n_image]
-        return box.x + box.w / 2, box.y
+        return self.tokens[player - self.ctx.n_image].centre
 
 
 @lru_cache(maxsize=4096)
@@ -455,11 +454,11 @@ def draw_tokens(
             va="center_baseline",
             fontsize=canvas.fontsize,
             color=colour,
-            zorder=4,
+            zorder=8,
         )
     # one collection instead of one artist per token keeps 20-panel grids fast
     canvas.ax.add_collection(
-        PatchCollection(boxes, facecolors=faces, edgecolors=edges, linewidths=0.6, zorder=3),
+        PatchCollection(boxes, facecolors=faces, edgecolors=edges, linewidths=0.6, zorder=7),
         autolim=False,
     )
 
@@ -469,7 +468,7 @@ def outline_player(canvas: Canvas, player: int, *, colour: str = "#111111", lw: 
     ctx = canvas.ctx
     if player < ctx.n_image:
         x0, y0, pw, ph = patch_box(player, ctx)
-        rect = Rectangle((x0, y0), pw, ph, fill=False, edgecolor=colour, lw=lw, zorder=6)
+        rect = Rectangle((x0, y0), pw, ph, fill=False, edgecolor=colour, lw=lw, zorder=9)
     else:
         b = canvas.tokens[player - ctx.n_image]
         rect = FancyBboxPatch(
@@ -480,7 +479,7 @@ def outline_player(canvas: Canvas, player: int, *, colour: str = "#111111", lw: 
             fill=False,
             edgecolor=colour,
             lw=lw,
-            zorder=6,
+            zorder=9,
         )
     rect.set_path_effects([patheffects.withStroke(linewidth=lw + 2, foreground="white")])
     canvas.ax.add_patch(rect)
@@ -546,8 +545,12 @@ def draw_edges(
             [patheffects.withStroke(linewidth=lw + 1.5, foreground="white", alpha=0.7)]
         )
         canvas.ax.add_patch(arrow)
-        for end in (a, b):
-            canvas.ax.plot(*end, "o", ms=2.5 + 2 * t, color=colour, mec="white", mew=0.6, zorder=5)
+        # dots mark patch ends; token ends tuck under the token boxes (drawn above edges)
+        for player, end in ((i, a), (j, b)) if kind != "image-text" else ((min(i, j), a),):
+            if player < ctx.n_image:
+                canvas.ax.plot(
+                    *end, "o", ms=2.5 + 2 * t, color=colour, mec="white", mew=0.6, zorder=5
+                )
 
 
 def add_colourbar(fig: Figure, cax: Axes, vmax: float, label: str) -> None:

@@ -77,7 +77,7 @@ def plot_cliques(
     arrays = explanation_arrays(iv)
     values = surrogate_values(arrays, np.stack([most, least]))
     grid = panel_grid(
-        ctx, 1, 2, panel_width=panel_width, fontsize=fontsize, colourbar=None, top=0.3
+        ctx, 1, 2, panel_width=panel_width, fontsize=fontsize, colourbar=None, top=0.45
     )
     titles = ("most similar", "least similar")
     for ax, keep, value, title in zip(grid.axes[0], (most, least), values, titles, strict=True):
