@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import platform
 import sys
@@ -224,6 +225,7 @@ class Config:
     methods: list[str] | None = None
     quick: bool = False
     out: Path = ROOT / "benchmarks" / "results"
+    scene_indices: list[int] | None = None
 
 
 FULL = {"n_scenes": 40, "n_faithfulness": 1000}
@@ -251,9 +253,10 @@ def run(cfg: Config, checkpoint: Any = None) -> dict[str, Any]:
     runs = benchmark_methods(cfg.methods, cfg.quick)
     explainers = [Explainer(r, model, tokenizer) for r in runs]
     scenes = held_out_scenes(cfg.n_scenes, seed=cfg.seed)
+    indices = cfg.scene_indices if cfg.scene_indices is not None else range(len(scenes))
     rows: list[dict[str, Any]] = []
-    curves: dict[str, dict[str, list[np.ndarray]]] = {
-        e.name: {"insertion": [], "deletion": []} for e in explainers
+    curves: dict[str, dict[str, list[Any]]] = {
+        e.name: {"insertion": [], "deletion": [], "scene": []} for e in explainers
     }
     result = {
         "rows": rows,
@@ -264,8 +267,9 @@ def run(cfg: Config, checkpoint: Any = None) -> dict[str, Any]:
         "settings": {e.name: e.settings for e in explainers},
         "methods": [e.name for e in explainers],
     }
-    bar = tqdm(total=len(scenes) * len(explainers), desc="benchmark", unit="expl")
-    for i, sample in enumerate(scenes):
+    bar = tqdm(total=len(indices) * len(explainers), desc="benchmark", unit="expl")
+    for done, i in enumerate(indices):
+        sample = scenes[i]
         game = JointGame(adapter, sample.image, sample.text, batch_size=cfg.batch_size)
         n = game.n_players
         tokens, masks, n_named = pointing_ground_truth(sample, game.text.labels, grid)
@@ -311,6 +315,7 @@ def run(cfg: Config, checkpoint: Any = None) -> dict[str, Any]:
                 if span >= MIN_SPAN:
                     curves[ex.name]["insertion"].append(res.insertion)
                     curves[ex.name]["deletion"].append(res.deletion)
+                    curves[ex.name]["scene"].append(i)
                 for dist, (coal, vals) in faith_data.items():
                     f = faithfulness_scores(iv, coal, vals, v_empty, distribution=dist)
                     key = _dist_key(dist)
@@ -327,7 +332,7 @@ def run(cfg: Config, checkpoint: Any = None) -> dict[str, Any]:
             rows.append(row)
             bar.update(1)
         if checkpoint is not None:
-            checkpoint(result, i + 1)
+            checkpoint(result, done + 1)
     bar.close()
     return result
 
@@ -476,7 +481,79 @@ def write_outputs(
         lines.append(f"- `{m}`: " + ", ".join(f"{k}={v!r}" for k, v in st.items()))
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     _plots(result, by, out, stem)
+    _save_state(result, out, stem)
     return out / f"{stem}.md"
+
+
+def _save_state(result: dict[str, Any], out: Path, stem: str) -> None:
+    """Curves (``.npz``) and settings (``.json``) next to the CSV, for ``--merge``."""
+    arrays: dict[str, np.ndarray] = {"fractions": result["fractions"]}
+    for m, c in result["curves"].items():
+        if c["scene"]:
+            arrays[f"{m}|insertion"] = np.stack(c["insertion"])
+            arrays[f"{m}|deletion"] = np.stack(c["deletion"])
+            arrays[f"{m}|scene"] = np.asarray(c["scene"])
+    np.savez(out / f"{stem}_curves.npz", **arrays)
+    meta = {k: result[k] for k in ("model", "grid", "settings", "methods")}
+    (out / f"{stem}_meta.json").write_text(json.dumps(meta, indent=1, default=str))
+
+
+def _parse(v: str) -> Any:
+    if v == "":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def merge_results(dirs: Sequence[Path], stem: str) -> dict[str, Any]:
+    """Combine runs over different scene indices (``--scene-indices``) into one result.
+
+    Rows come from each run's CSV (a later directory wins for a repeated scene and method);
+    curves and settings from its ``_curves.npz`` / ``_meta.json`` where present.
+    """
+    rows: dict[tuple[int, str], dict[str, Any]] = {}
+    curves: dict[str, dict[str, list[Any]]] = {}
+    meta: dict[str, Any] | None = None
+    fractions = None
+    for d in dirs:
+        with (d / f"{stem}.csv").open(newline="") as fh:
+            for r in csv.DictReader(fh):
+                row = {k: _parse(v) for k, v in r.items()}
+                row["error"] = row.get("error") or ""
+                rows[(row["scene"], row["method"])] = row
+        if (d / f"{stem}_meta.json").is_file():
+            meta = json.loads((d / f"{stem}_meta.json").read_text())
+        if (d / f"{stem}_curves.npz").is_file():
+            data = np.load(d / f"{stem}_curves.npz")
+            fractions = data["fractions"]
+            for key in data.files:
+                if key.endswith("|scene"):
+                    m = key.split("|")[0]
+                    c = curves.setdefault(m, {"insertion": [], "deletion": [], "scene": []})
+                    for j, sc in enumerate(data[key]):
+                        if int(sc) in c["scene"]:
+                            continue
+                        c["scene"].append(int(sc))
+                        c["insertion"].append(data[f"{m}|insertion"][j])
+                        c["deletion"].append(data[f"{m}|deletion"][j])
+    if meta is None:
+        raise SystemExit("--merge needs at least one directory with a _meta.json")
+    for m in meta["methods"]:
+        curves.setdefault(m, {"insertion": [], "deletion": [], "scene": []})
+    ordered = sorted(rows.values(), key=lambda r: (r["scene"], meta["methods"].index(r["method"])))
+    return {
+        "rows": ordered,
+        "curves": curves,
+        "fractions": fractions if fractions is not None else np.linspace(0, 1, 51),
+        "model": meta["model"],
+        "grid": tuple(meta["grid"]),
+        "settings": meta["settings"],
+        "methods": meta["methods"],
+    }
 
 
 def _csv_value(v: Any) -> Any:
@@ -570,6 +647,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=None, help="comma-separated subset of METHODS")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument(
+        "--scene-indices",
+        default=None,
+        help="comma-separated indices into the n_scenes scenes (to split a run over processes)",
+    )
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="combine the results in these directories (runs of --scene-indices) into --out",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -581,8 +670,18 @@ def main(argv: list[str] | None = None) -> int:
         methods=[m.strip() for m in args.methods.split(",")] if args.methods else None,
         quick=args.quick,
         out=args.out,
+        scene_indices=[int(i) for i in args.scene_indices.split(",")]
+        if args.scene_indices
+        else None,
     )
     start = time.perf_counter()
+    if args.merge:
+        stem = "faithfulness_quick" if cfg.quick else "faithfulness"
+        result = merge_results(args.merge, stem)
+        cfg.n_scenes = len({r["scene"] for r in result["rows"]})
+        path = write_outputs(result, cfg, argv, 0.0)
+        print(path.read_text())
+        return 0
 
     def checkpoint(result: dict[str, Any], done: int) -> None:
         write_outputs(result, cfg, argv, time.perf_counter() - start, scenes_done=done)

@@ -81,7 +81,7 @@ def test_object_masks_match_the_drawn_pixels():
         cell = 48
         for o in s.objects:
             ys, xs = np.nonzero(o.mask)
-            assert len(ys) > 60  # a visible object
+            assert len(ys) > 40  # a visible object
             assert o.bbox == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
             # Inside its own cell.
             r0, c0 = (o.cell // 2) * cell, (o.cell % 2) * cell

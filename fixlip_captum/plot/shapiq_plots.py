@@ -161,7 +161,7 @@ def plot_si_graph(
         feature_names=names,
         pos=pos,
         circular_layout=False,
-        size_factor=4.5 * size_factor,
+        size_factor=3.0 * size_factor,
         node_size_scaling=scaling,
         feature_image_patches=patches,
         feature_image_patches_size=size,
