@@ -399,8 +399,13 @@ def write_outputs(
             if partial
             else []
         ),
-        f"- command: `{cmd.strip()}` ({wall / 60:.1f} min on {platform.machine()}, "
-        f"torch threads {torch.get_num_threads()})",
+        f"- command: `{cmd.strip()}` "
+        + (
+            f"({wall / 60:.1f} min on {platform.machine()}, torch threads "
+            f"{torch.get_num_threads()})"
+            if wall > 0
+            else "(merges the per-process runs named in it)"
+        ),
         f"- model: `{result['model']}` (patch grid {result['grid'][0]}x{result['grid'][1]}); "
         f"{cfg.n_scenes} held-out scenes (4 objects, k = 1..4 named, seeds from "
         f"{HELD_OUT_SEED_OFFSET + 10_000 * cfg.seed}); "

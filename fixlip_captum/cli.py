@@ -18,7 +18,7 @@ from fixlip_captum.loading import DEFAULT_MODEL, ModelSpecError, WeightsUnavaila
 
 __all__ = ["main"]
 
-DEMO_BUDGET = 2**15
+DEMO_BUDGET = 2**16
 
 
 class CLIError(Exception):

@@ -371,12 +371,15 @@ def crossmodal_split(
 ) -> tuple[int, int]:
     """Default split of ``budget`` pairs into ``m_image x m_text`` masks.
 
+    With ``F`` the distinct image (text) parts of the fitted terms — the fewest masks that
+    identify them — and a 25 % margin ``need = min(2^n, ceil(1.25 F))``:
+
     1. ``m_text = min(2^n_T, max(4, ceil(sqrt(budget) n_T / n_I)))`` — the published rule:
-       captions have fewer players than images, so fewer text masks.
-    2. If that leaves fewer than ``ceil(1.25 F_T)`` text masks (``F_T`` = distinct text parts
-       of the fitted terms, the least that identifies them) and ``2^n_T`` is larger, raise
-       ``m_text`` to ``min(2^n_T, ceil(1.25 F_T))``.
-    3. ``m_image = min(2^n_I, floor(budget / m_text))``.
+       captions have fewer players than images, so fewer text masks;
+    2. raised to ``need_T`` if below it;
+    3. ``m_image = min(2^n_I, floor(budget / m_text))``;
+    4. if ``m_image < need_I``, text masks are traded for image masks:
+       ``m_text = max(min(2^n_T, F_T), floor(budget / need_I))`` and ``m_image`` recomputed.
 
     A modality whose ``m`` reaches ``2^n`` is enumerated exactly (weights ``mu_p``).
 
@@ -384,20 +387,22 @@ def crossmodal_split(
         budget: Number of image-text pairs.
         n_image: Image players.
         n_text: Text players.
-        n_image_features: Distinct image parts of the fitted terms (not used by the rule;
-            the caller checks that ``m_image`` reaches it).
+        n_image_features: Distinct image parts of the fitted terms.
         n_text_features: Distinct text parts of the fitted terms.
 
     Returns:
         ``(m_image, m_text)``.
     """
-    del n_image_features
     all_text = 2**n_text if n_text < 62 else budget
+    all_image = 2**n_image if n_image < 62 else budget
+    need_text = min(all_text, math.ceil(1.25 * n_text_features))
+    need_image = min(all_image, math.ceil(1.25 * n_image_features))
     m_text = min(all_text, max(4, math.ceil(math.sqrt(budget) * n_text / n_image)))
-    m_text = max(m_text, min(all_text, math.ceil(1.25 * n_text_features)))
-    m_image = budget // m_text
-    if n_image < 62:
-        m_image = min(m_image, 2**n_image)
+    m_text = max(m_text, need_text)
+    m_image = min(all_image, budget // m_text)
+    if m_image < need_image:
+        m_text = max(min(all_text, n_text_features), budget // need_image)
+        m_image = min(all_image, budget // m_text)
     return m_image, m_text
 
 

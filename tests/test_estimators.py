@@ -264,8 +264,12 @@ def test_budget_split_rule():
     info = iv.estimation_info
     # published rule ceil(sqrt(B) * n_T / n_I) = 30 is above the floor 1.25 * F_T (F_T = 1 + 8)
     assert info["m_text"] == int(np.ceil(np.sqrt(2**15) * 8 / 49)) == 30
-    # all pairs: F_T = 1 + 8 + 28 = 37 text parts -> floor ceil(1.25 * 37) = 47 text masks
-    assert crossmodal_split(2**15, n_i, n_t, 1226, 37) == (2**15 // 47, 47)
+    # all pairs, n_I = 36: F_I = 667, F_T = 1 + 10 + 45 = 56 -> published rule gives
+    # ceil(256 * 10 / 36) = 72 >= need_T = 70 text masks, and 910 >= need_I = 834 images.
+    assert crossmodal_split(2**16, 36, 10, 667, 56) == (910, 72)
+    # n_I = 49: F_I = 1226, F_T = 37. 2^15 // 60 = 546 images < need_I = 1533, so text masks
+    # drop to their minimum F_T = 37 and images rise to 2^15 // 37 = 885.
+    assert crossmodal_split(2**15, n_i, n_t, 1226, 37) == (885, 37)
     # tiny captions are enumerated: 2^3 = 8 text masks
     assert crossmodal_split(2**15, n_i, 3, 1226, 7) == (2**15 // 8, 8)
     assert info["m_image"] == 2**15 // info["m_text"]

@@ -537,3 +537,69 @@ def test_report_renders_in_headless_chromium(tmp_path, iv49):
     red = np.all(np.abs(arr - np.array(to_rgb(POSITIVE))) < 0.12, axis=-1)
     assert red.sum() > 50
     assert arr.std() > 0.1
+
+
+# --------------------------------------------------------------------------------------------
+# a real explanation from the shipped default model
+
+
+@pytest.fixture(scope="module")
+def real_explanation():
+    from fixlip_captum import models
+
+    if not models.CHECKPOINT_PATH.is_file():
+        pytest.skip("the default model's weights are not in this checkout")
+    from fixlip_captum.attr import FIxLIP
+    from fixlip_captum.scenes import generate_sample
+
+    model, _, tokenizer = models.load_default()
+    sample = generate_sample(7, n_objects=3, n_named=2)
+    iv = FIxLIP(model, tokenizer).attribute_interactions(
+        sample.image, sample.text, p=0.5, budget=2**11, seed=0, pairs="crossmodal"
+    )
+    return sample, iv
+
+
+def test_figures_of_a_real_explanation(real_explanation, tmp_path):
+    sample, iv = real_explanation
+    ctx = iv.context
+    assert ctx.grid == (6, 6)
+    assert ctx.token_labels == sample.words
+    assert ctx.image.shape == (96, 96, 3)
+    phi = iv.first_order()
+    vmax = np.abs(phi).max()
+
+    fig = fplot.plot_joint(iv, k=6)
+    ax = fig.axes[0]
+    # the heat map's cells are the first-order values of the patches, row-major
+    overlay = np.asarray(ax.images[1].get_array())
+    assert overlay.shape == (6, 6, 4)
+    np.testing.assert_allclose(overlay[..., 3], 0.85 * np.abs(phi[:36]).reshape(6, 6) / vmax)
+    reds = overlay[..., 0] == pytest.approx(to_rgb(POSITIVE)[0])
+    np.testing.assert_array_equal(reds, phi[:36].reshape(6, 6) >= 0)
+    # token boxes carry the tokens' first-order values on the same scale
+    coll = next(c for c in ax.collections if len(c.get_paths()) == len(sample.words))
+    np.testing.assert_allclose(
+        coll.get_facecolors(), VALUE_CMAP((phi[36:] / vmax + 1) / 2), atol=1e-6
+    )
+    # the explanation names the object's colour: the colour word of the first named
+    # object interacts most with a patch that object covers
+    first_named = sample.named[0]
+    word = next(j for j, o in enumerate(sample.word_objects) if o == first_named)
+    row = fplot.draw_conditional(plt.figure().add_subplot(), iv, 36 + word)
+    assert row > 0
+    from fixlip_captum.plot._common import interaction_row
+
+    best_patch = int(np.argmax(interaction_row(iv, 36 + word)[:36]))
+    assert sample.patch_coverage(first_named, (6, 6))[best_patch] > 0
+
+    for make in (
+        lambda: fplot.plot_conditional_grid(iv),
+        lambda: fplot.plot_si_graph(iv, n_interactions=10),
+        lambda: fplot.plot_cliques(iv, 6),
+    ):
+        w, h = _png_size(make())
+        assert w > 100 and h > 100
+    path = fplot.write_report(iv, tmp_path / "real.html", timings={"explain": 1.0})
+    page = path.read_text(encoding="utf-8")
+    assert f"{ctx.v_full:.4g}" in page and "OpenCLIPAdapter" in page
