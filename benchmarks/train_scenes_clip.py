@@ -3,7 +3,7 @@
 The shipped weights were produced with the command recorded in
 ``fixlip_captum/models/assets/model_card.json`` ("training" -> "command"); run e.g.::
 
-    python benchmarks/train_scenes_clip.py --out /tmp/scenes-clip --steps 1600 --threads 1
+    python benchmarks/train_scenes_clip.py --out /tmp/scenes-clip --threads 2
 
 and copy ``scenes-clip.pt``, ``scenes-clip.json``, ``scenes-clip-tokenizer.json`` and
 ``model_card.*`` into ``fixlip_captum/models/assets/``.

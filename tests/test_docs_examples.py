@@ -143,6 +143,29 @@ def test_skip_marks_give_a_reason(page: Path) -> None:
             assert len(block.skip) >= 10, f"{page.name}:{block.line}: say why it is skipped"
 
 
+def test_griffe_extension_renders_sphinx_roles_as_code() -> None:
+    # docs/_griffe_sphinx_roles.py rewrites the API reference's docstrings.
+    pytest.importorskip("griffe")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_griffe_sphinx_roles", ROOT / "docs" / "_griffe_sphinx_roles.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (
+        "See :func:`~fixlip_captum.estimators.approximate_crossmodal` and "
+        ":class:`shapiq.InteractionValues`, :py:meth:`FIxLIP.attribute`, "
+        ":data:`METHODS <fixlip_captum.methods.METHODS>`.\n\nExample::\n\n    x = 1\n"
+    )
+    assert module.convert(text) == (
+        "See `approximate_crossmodal()` and `shapiq.InteractionValues`, "
+        "`FIxLIP.attribute()`, `METHODS`.\n\nExample:\n\n    x = 1\n"
+    )
+    assert module.convert("a :: b") == "a :: b"  # only a trailing `::` opens a literal block
+
+
 # --------------------------------------------------------------------------- the examples
 
 

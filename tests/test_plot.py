@@ -507,6 +507,18 @@ def test_report_is_self_contained(tmp_path, iv49):
     # the table's first pair is the strongest pair term
     top = top_pairs(iv49, 1, "all", n_image=49)[0]
     assert f"{top[2]:+.4g}" in page
+    # first-order explanations: no conditional maps, no pair table
+    fo = make_interaction_values(
+        iv49.first_order(),
+        [(i,) for i in range(iv49.n_players)],
+        n_players=iv49.n_players,
+        index="GradECLIP",
+        max_order=1,
+        context=iv49.context,
+    )
+    page = fplot.write_report(fo, tmp_path / "fo.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == 1
+    assert "Pair interactions" not in page and "GradECLIP" in page
     with pytest.raises(ValueError, match=r"\.html"):
         fplot.write_report(iv49, tmp_path / "report.png")
 
@@ -575,7 +587,7 @@ def test_figures_of_a_real_explanation(real_explanation, tmp_path):
     overlay = np.asarray(ax.images[1].get_array())
     assert overlay.shape == (6, 6, 4)
     np.testing.assert_allclose(overlay[..., 3], 0.85 * np.abs(phi[:36]).reshape(6, 6) / vmax)
-    reds = overlay[..., 0] == pytest.approx(to_rgb(POSITIVE)[0])
+    reds = np.isclose(overlay[..., 0], to_rgb(POSITIVE)[0])
     np.testing.assert_array_equal(reds, phi[:36].reshape(6, 6) >= 0)
     # token boxes carry the tokens' first-order values on the same scale
     coll = next(c for c in ax.collections if len(c.get_paths()) == len(sample.words))

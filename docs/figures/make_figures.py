@@ -167,7 +167,7 @@ def real_explanations(budget: int):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", action="store_true", help="use a hand-made explanation")
-    parser.add_argument("--budget", type=int, default=2**14, help="FIxLIP budget (real model)")
+    parser.add_argument("--budget", type=int, default=2**16, help="FIxLIP budget (real model)")
     args = parser.parse_args()
 
     from fixlip_captum.models import CHECKPOINT_PATH

@@ -70,15 +70,11 @@ def token_labels(ctx: ExplanationContext) -> list[str]:
 
 
 def first_order(iv: InteractionValues) -> np.ndarray:
-    """First-order view ``[n_players]`` of any explanation (order 1 or 2).
+    """First-order view ``[n_players]`` of an explanation of order 1 or 2.
 
-    For order-2 explanations this is ``phi_i = e_i + p * sum_j e_ij`` (see
+    For order-2 explanations ``phi_i = e_i + p * sum_j e_ij`` (see
     :func:`fixlip_captum.first_order_values`); for order-1 explanations the values themselves.
     """
-    if iv.max_order > 2:
-        raise ValueError(
-            f"Plots show explanations of order <= 2; this one has max_order={iv.max_order}."
-        )
     return first_order_values(iv)
 
 
