@@ -18,8 +18,6 @@ from fixlip_captum.loading import DEFAULT_MODEL, ModelSpecError, WeightsUnavaila
 
 __all__ = ["main"]
 
-DEMO_BUDGET = 2**16
-
 
 class CLIError(Exception):
     """An error the user can act on; printed without a traceback."""
@@ -60,7 +58,7 @@ def _explain(
     *,
     model_spec: str,
     p: float,
-    budget: int,
+    budget: int | None,
     masking: str,
     mode: str,
     pairs: str,
@@ -125,7 +123,12 @@ def _explain(
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p", type=float, default=0.5, help="keep-probability in (0, 1)")
-    parser.add_argument("--budget", type=int, default=None, help="number of image-text mask pairs")
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="image-text mask pairs (default: 2^17, more if the caption needs it)",
+    )
     parser.add_argument("--masking", choices=("mean", "drop"), default="mean", help="image masking")
     parser.add_argument("--mode", choices=("banzhaf", "shapley"), default="banzhaf")
     parser.add_argument(
@@ -176,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "explain":
             image = _load_image(args.image)
-            _explain(image, args.text, model_spec=args.model, budget=args.budget or 2**17, **common)
+            _explain(image, args.text, model_spec=args.model, budget=args.budget, **common)
         else:
             from fixlip_captum.scenes import generate_sample
 
@@ -189,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sample.image,
                 sample.text,
                 model_spec=DEFAULT_MODEL,
-                budget=args.budget or DEMO_BUDGET,
+                budget=args.budget,
                 **common,
             )
             print(f"\nOpen {out / 'explanation.png'} to see the explanation.")

@@ -57,6 +57,7 @@ __all__ = [
     "approximate_interactions",
     "crossmodal_split",
     "exact_interactions",
+    "minimum_budget",
 ]
 
 MAX_EXACT_PLAYERS = 20
@@ -364,6 +365,37 @@ def _split_terms(
         torch.tensor(fi, dtype=torch.long),
         torch.tensor(gi, dtype=torch.long),
     )
+
+
+def minimum_budget(
+    n_image: int,
+    n_text: int,
+    *,
+    max_order: int = 2,
+    pairs: PairsSpec = "all",
+    crossmodal: bool = True,
+) -> int:
+    """The fewest evaluations that can identify the fitted terms.
+
+    Args:
+        n_image: Image players.
+        n_text: Text players.
+        max_order: Highest interaction order.
+        pairs: Fitted pairs (see :func:`fixlip_captum.solvers.interaction_terms`).
+        crossmodal: ``True``: image-text pairs for :func:`approximate_crossmodal`
+            (distinct image parts x distinct text parts, each capped at ``2^n``);
+            ``False``: joint evaluations for :func:`approximate_interactions` (one per term).
+
+    Returns:
+        The minimum; a stable estimate needs a few times more.
+    """
+    terms = interaction_terms(n_image + n_text, max_order, pairs, n_image=n_image)
+    if not crossmodal:
+        return len(terms)
+    image_feats, text_feats, _, _ = _split_terms(terms, n_image)
+    min_i = min(2**n_image, len(image_feats)) if n_image < 62 else len(image_feats)
+    min_t = min(2**n_text, len(text_feats)) if n_text < 62 else len(text_feats)
+    return min_i * min_t
 
 
 def crossmodal_split(

@@ -37,7 +37,7 @@ def loaded():
 @pytest.fixture(scope="module")
 def held_out():
     # Seeds from TEST_SEED are used neither in training nor for the logged validation.
-    return generate_batch(range(TEST_SEED, TEST_SEED + 128))
+    return generate_batch(range(TEST_SEED, TEST_SEED + 256))
 
 
 def test_tokenizer_ids_and_interface():

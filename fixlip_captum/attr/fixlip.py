@@ -22,6 +22,7 @@ the fitted surrogate), as Captum's perturbation methods do for feature groups.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,7 +33,11 @@ from captum.attr import PerturbationAttribution
 from fixlip_captum._validation import check_p, check_positive_int
 from fixlip_captum.adapters import DualEncoderAdapter, UnsupportedModelError, get_adapter
 from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES, TextInput
-from fixlip_captum.estimators import approximate_crossmodal, approximate_interactions
+from fixlip_captum.estimators import (
+    approximate_crossmodal,
+    approximate_interactions,
+    minimum_budget,
+)
 from fixlip_captum.games import CrossModalGame
 from fixlip_captum.interaction_values import ExplanationContext, FIxLIPInteractionValues
 
@@ -40,6 +45,19 @@ __all__ = ["MODES", "FIxLIP"]
 
 MODES = ("banzhaf", "shapley")
 DEFAULT_BUDGET = 2**17
+
+
+def default_budget(
+    n_image: int, n_text: int, mode: str, max_order: int, pairs: str | Sequence[int]
+) -> int:
+    """``budget=None``: 2^17, or the next power of two above twice the identifiable minimum
+    (:func:`fixlip_captum.estimators.minimum_budget`) when that is larger, e.g. for long
+    captions with all pairs fitted."""
+    crossmodal = mode == "banzhaf"
+    minimum = minimum_budget(
+        n_image, n_text, max_order=max_order, pairs=pairs, crossmodal=crossmodal
+    )
+    return max(DEFAULT_BUDGET, 2 ** math.ceil(math.log2(2 * minimum)))
 
 
 def _check_mode(mode: str) -> str:
@@ -180,7 +198,7 @@ class FIxLIP(PerturbationAttribution):
         text: Any,
         *,
         p: float = 0.5,
-        budget: int = DEFAULT_BUDGET,
+        budget: int | None = None,
         mode: str = "banzhaf",
         max_order: int = 2,
         pairs: str | Sequence[int] = "all",
@@ -201,7 +219,8 @@ class FIxLIP(PerturbationAttribution):
                 every entry of the other list.
             p: Keep-probability of the weighted Banzhaf index (``mode="banzhaf"``), in (0, 1).
             budget: ``"banzhaf"``: number of image-text mask pairs ``m_I * m_T``;
-                ``"shapley"``: number of joint coalitions (model evaluations).
+                ``"shapley"``: number of joint coalitions (model evaluations). ``None``:
+                :func:`default_budget` (2^17, more when that cannot identify the terms).
             mode: ``"banzhaf"`` (FWBII(p), cross-modal estimator) or ``"shapley"`` (FSII,
                 model-agnostic estimator on the joint game).
             max_order: Highest interaction order (1, 2 or 3).
@@ -229,7 +248,8 @@ class FIxLIP(PerturbationAttribution):
         adapter = self._require_adapter()
         mode = _check_mode(mode)
         p = check_p(p)
-        budget = check_positive_int(budget, "budget")
+        if budget is not None:
+            budget = check_positive_int(budget, "budget")
         images, texts = _split_images(image), _split_texts(text)
         if images is None and texts is None:
             jobs = [(image, text)]
@@ -276,7 +296,7 @@ class FIxLIP(PerturbationAttribution):
         game: CrossModalGame,
         *,
         p: float,
-        budget: int,
+        budget: int | None,
         mode: str,
         max_order: int,
         pairs: str | Sequence[int],
@@ -286,6 +306,8 @@ class FIxLIP(PerturbationAttribution):
     ) -> FIxLIPInteractionValues:
         adapter = game.adapter
         device = adapter.device
+        if budget is None:
+            budget = default_budget(game.n_image, game.n_text, mode, max_order, pairs)
         if mode == "banzhaf":
             iv = approximate_crossmodal(
                 game,
@@ -343,7 +365,7 @@ class FIxLIP(PerturbationAttribution):
         feature_mask: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
         *,
         p: float = 0.5,
-        budget: int = DEFAULT_BUDGET,
+        budget: int | None = None,
         mode: str = "banzhaf",
         max_order: int = 2,
         pairs: str | Sequence[int] = "all",
@@ -378,7 +400,8 @@ class FIxLIP(PerturbationAttribution):
                 dimension 1 or ``B``).
             p: Keep-probability in (0, 1) for ``mode="banzhaf"``.
             budget: Evaluations (``"shapley"``, generic) or image-text pairs (``"banzhaf"``
-                with a dual encoder) per example.
+                with a dual encoder) per example; ``None``: :func:`default_budget` for a dual
+                encoder, 2^17 on the generic path.
             mode: ``"banzhaf"`` (FWBII(p)) or ``"shapley"`` (FSII).
             max_order: Highest interaction order fitted (the map shows first-order values).
             pairs: Fitted pair terms: ``"all"``, ``"crossmodal"`` or a list of player ids.
@@ -398,7 +421,8 @@ class FIxLIP(PerturbationAttribution):
         """
         mode = _check_mode(mode)
         p = check_p(p)
-        budget = check_positive_int(budget, "budget")
+        if budget is not None:
+            budget = check_positive_int(budget, "budget")
         if self.adapter is None:
             attrs, ivs = self._attribute_generic(
                 inputs,
@@ -407,7 +431,7 @@ class FIxLIP(PerturbationAttribution):
                 additional_forward_args,
                 feature_mask,
                 p=p,
-                budget=budget,
+                budget=budget if budget is not None else DEFAULT_BUDGET,
                 mode=mode,
                 max_order=max_order,
                 pairs=pairs,

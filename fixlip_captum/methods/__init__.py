@@ -86,7 +86,7 @@ _SPECS = (
         order=2,
         kind="perturbation",
         cost="budget image-text mask pairs (cross-modal: m_I image + m_T text encodings)",
-        defaults={"p": 0.5, "budget": 2**17, "seed": 0},
+        defaults={"p": 0.5, "budget": None, "seed": 0},
     ),
     MethodSpec(
         "grad_eclip",

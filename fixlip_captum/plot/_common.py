@@ -569,6 +569,11 @@ class PanelGrid:
     axes: list[list[Axes]]
     colourbars: list[Axes]
 
+    def suptitle(self, text: str, fontsize: float = 10.0) -> None:
+        """Figure title inside the ``top`` margin (0.06 inch below the upper edge)."""
+        height = self.fig.get_size_inches()[1]
+        self.fig.suptitle(text, fontsize=fontsize, y=1 - 0.06 / height, va="top")
+
 
 def panel_grid(
     ctx: ExplanationContext,

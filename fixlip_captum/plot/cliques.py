@@ -77,7 +77,7 @@ def plot_cliques(
     arrays = explanation_arrays(iv)
     values = surrogate_values(arrays, np.stack([most, least]))
     grid = panel_grid(
-        ctx, 1, 2, panel_width=panel_width, fontsize=fontsize, colourbar=None, top=0.45
+        ctx, 1, 2, panel_width=panel_width, fontsize=fontsize, colourbar=None, top=0.35
     )
     titles = ("most similar", "least similar")
     for ax, keep, value, title in zip(grid.axes[0], (most, least), values, titles, strict=True):
@@ -94,7 +94,7 @@ def plot_cliques(
             f"{title}: {n_img} patches + {n_txt} tokens\nsurrogate value {fmt(float(value))}",
             fontsize=9,
         )
-    grid.fig.suptitle(
+    grid.suptitle(
         f"{describe(iv)} · greedy cliques of {size} players "
         f"(v(full) = {fmt(ctx.v_full)}, v(empty) = {fmt(ctx.v_empty)})",
         fontsize=9,

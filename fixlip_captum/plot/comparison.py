@@ -96,7 +96,7 @@ def plot_comparison(
         colourbar="row",
         left=0.35,
         title_height=0.32,
-        top=0.25,
+        top=0.35,
     )
     for r, (name, iv) in enumerate(explanations.items()):
         phi = first_order(iv)
@@ -133,5 +133,5 @@ def plot_comparison(
             fontweight="bold",
             transform=ax_map.transAxes,
         )
-    grid.fig.suptitle("Explanations of the same pair (one colour scale per row)", fontsize=10)
+    grid.suptitle("Explanations of the same pair (one colour scale per row)")
     return grid.fig
