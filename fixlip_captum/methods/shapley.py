@@ -105,7 +105,8 @@ class _ShapleyBase(PairMethod):
                 device=self.device,
             )
             terms = list(iv.interaction_lookup)
-            values = np.array([iv.values[iv.interaction_lookup[t]] for t in terms])
+            stored = iv.values  # shapiq rebuilds .values on every access: read it once
+            values = np.array([stored[iv.interaction_lookup[t]] for t in terms])
             info.update(iv.estimation_info)
             estimated, used = iv.estimated, iv.estimation_budget
         else:
@@ -119,7 +120,8 @@ class _ShapleyBase(PairMethod):
             approx = self._shapiq_approximator(n, seed)
             res = approx.approximate(budget, np_game)
             terms = list(res.interaction_lookup)
-            values = np.array([res.values[res.interaction_lookup[t]] for t in terms])
+            stored = res.values
+            values = np.array([stored[res.interaction_lookup[t]] for t in terms])
             info.update(
                 approximator=type(approx).__name__,
                 shapiq_index=res.index,

@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point; returns the final validation metrics."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="folder for the checkpoint, config, card")
-    p.add_argument("--steps", type=int, default=1100)
+    p.add_argument("--steps", type=int, default=1200)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=100)
