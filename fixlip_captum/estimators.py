@@ -411,7 +411,10 @@ def crossmodal_split(
     2. raised to ``need_T`` if below it;
     3. ``m_image = min(2^n_I, floor(budget / m_text))``;
     4. if ``m_image < need_I``, text masks are traded for image masks:
-       ``m_text = max(min(2^n_T, F_T), floor(budget / need_I))`` and ``m_image`` recomputed.
+       ``m_text = max(min(2^n_T, F_T), floor(budget / need_I))`` and ``m_image`` recomputed;
+    5. if ``m_text`` is more than half of ``2^n_T`` (many duplicate draws), all ``2^n_T``
+       text masks are enumerated instead, provided ``floor(budget / 2^n_T)`` image masks
+       still reach ``min(2^n_I, F_I)``.
 
     A modality whose ``m`` reaches ``2^n`` is enumerated exactly (weights ``mu_p``).
 
@@ -431,10 +434,14 @@ def crossmodal_split(
     need_image = min(all_image, math.ceil(1.25 * n_image_features))
     m_text = min(all_text, max(4, math.ceil(math.sqrt(budget) * n_text / n_image)))
     m_text = max(m_text, need_text)
-    m_image = min(all_image, budget // m_text)
-    if m_image < need_image:
+    if budget // m_text < need_image:
         m_text = max(min(all_text, n_text_features), budget // need_image)
-        m_image = min(all_image, budget // m_text)
+    # Drawing more than half of all text masks wastes draws on duplicates (and can leave the
+    # system singular): enumerate them instead when the image side can still be identified.
+    min_image = min(all_image, n_image_features)
+    if all_text > m_text > all_text // 2 and budget // all_text >= min_image:
+        m_text = all_text
+    m_image = min(all_image, budget // m_text)
     return m_image, m_text
 
 

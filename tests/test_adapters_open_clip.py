@@ -25,8 +25,13 @@ from PIL import Image
 from fixlip_captum.adapters import OpenCLIPAdapter, UnsupportedModelError, get_adapter
 from fixlip_captum.adapters._common import map_head_over_nothing
 
-torch.set_num_threads(1)
-torch.set_grad_enabled(False)
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    # Scoped to this module: a global switch would leak into the gradient-method tests.
+    with torch.no_grad():
+        yield
+
 
 CAPTION = "a red cat on the grass"
 ATOL = 1e-5

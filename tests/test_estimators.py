@@ -270,6 +270,12 @@ def test_budget_split_rule():
     # n_I = 49: F_I = 1226, F_T = 37. 2^15 // 60 = 546 images < need_I = 1533, so text masks
     # drop to their minimum F_T = 37 and images rise to 2^15 // 37 = 885.
     assert crossmodal_split(2**15, n_i, n_t, 1226, 37) == (885, 37)
+    # 5 tokens, 2^17 pairs: the rule asks for 51 of the 32 possible text masks -> all 32
+    assert crossmodal_split(2**17, 36, 5, 667, 16) == (2**17 // 32, 32)
+    # 5 tokens, 2^16: 25 of 32 (> half) -> enumerate, since 2^16 // 32 = 2048 >= 667 images
+    assert crossmodal_split(2**16, 36, 5, 667, 16) == (2048, 32)
+    # ... but not when the image side would drop below its minimum
+    assert crossmodal_split(2**14, 36, 5, 667, 16) == (2**14 // 19, 19)
     # tiny captions are enumerated: 2^3 = 8 text masks
     assert crossmodal_split(2**15, n_i, 3, 1226, 7) == (2**15 // 8, 8)
     assert info["m_image"] == 2**15 // info["m_text"]
