@@ -84,15 +84,7 @@ class PairMethod:
 
     def patch_of_pixel(self) -> torch.Tensor:
         """``[H, W]`` long: the image player owning each pixel (-1 outside the grid)."""
-        own = getattr(self.adapter, "pixel_player_map", None)
-        if callable(own):
-            return own()
-        (rows, cols), (h, w) = self.adapter.patch_grid, self.adapter.image_size
-        r = torch.arange(h) // (h // rows)
-        c = torch.arange(w) // (w // cols)
-        ids = r[:, None] * cols + c[None, :]
-        ids[(r >= rows)[:, None].expand(h, w) | (c >= cols)[None, :].expand(h, w)] = -1
-        return ids
+        return self.adapter.pixel_player_map()
 
     def make_game(self, pixel_values: torch.Tensor, text: Any, batch_size: int = 64) -> Any:
         """The :class:`~fixlip_captum.games.JointGame` of the pair with this method's
