@@ -12,9 +12,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fixlip_captum.loading import DEFAULT_MODEL, ModelSpecError, WeightsUnavailableError
+
+if TYPE_CHECKING:  # heavy imports stay lazy so that `fixlip --help` is instant
+    from PIL.Image import Image
+
+    from fixlip_captum.interaction_values import FIxLIPInteractionValues
 
 __all__ = ["main"]
 
@@ -23,7 +28,7 @@ class CLIError(Exception):
     """An error the user can act on; printed without a traceback."""
 
 
-def _load_image(path: str) -> Any:
+def _load_image(path: str) -> Image:
     from PIL import Image, UnidentifiedImageError
 
     file = Path(path)
@@ -38,9 +43,11 @@ def _load_image(path: str) -> Any:
         raise CLIError(f"Cannot read {file} as an image ({exc}). Use a PNG or JPEG file.") from exc
 
 
-def _top_table(iv: Any, k: int) -> str:
+def _top_table(iv: FIxLIPInteractionValues, k: int) -> str:
     """The ``k`` strongest pair interactions as a text table."""
-    ctx = iv.context
+    from fixlip_captum.interaction_values import require_context
+
+    ctx = require_context(iv)
     pairs = [(t, float(iv[t])) for t in iv.interaction_lookup if len(t) == 2]
     pairs.sort(key=lambda item: -abs(item[1]))
     lines = [f"{'rank':>4}  {'player':<22} {'player':<22} {'value':>10}"]
@@ -53,7 +60,7 @@ def _top_table(iv: Any, k: int) -> str:
 
 
 def _explain(
-    image: Any,
+    image: Image,
     text: str,
     *,
     model_spec: str,
@@ -68,11 +75,12 @@ def _explain(
     top: int,
     report: bool,
     show_progress: bool = True,
-) -> Any:
+) -> FIxLIPInteractionValues:
     import matplotlib
 
     matplotlib.use("Agg")
     from fixlip_captum.attr import FIxLIP
+    from fixlip_captum.interaction_values import require_context
     from fixlip_captum.loading import load_model
     from fixlip_captum.plot import plot_joint
 
@@ -92,7 +100,7 @@ def _explain(
         show_progress=show_progress,
     )
     seconds = time.perf_counter() - start
-    ctx = iv.context
+    ctx = require_context(iv)
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "interactions.json"
     iv.save(json_path)
@@ -105,7 +113,8 @@ def _explain(
     info = iv.estimation_info
     print(f"model            {model_spec}")
     print(f"caption          {text!r}  ({ctx.n_text} text players)")
-    print(f"image            {ctx.grid[0]}x{ctx.grid[1]} patches ({ctx.n_image} image players)")
+    rows, cols = ctx.patch_grid()
+    print(f"image            {rows}x{cols} patches ({ctx.n_image} image players)")
     used = info.get("budget")
     print(f"index            {iv.index}  p={iv.p}  budget used={used}  ({seconds:.1f} s)")
     print(f"v(empty)         {ctx.v_empty:.4f}")

@@ -539,9 +539,9 @@ def approximate_crossmodal(
     elif m_image is None or m_text is None:
         if budget is None:
             raise ValueError("Give both m_image and m_text, or one of them and a budget.")
-        if m_image is None:
-            m_image = budget // m_text  # type: ignore[operator]
-        else:
+        if m_text is not None:
+            m_image = budget // m_text
+        elif m_image is not None:
             m_text = budget // m_image
     assert m_image is not None and m_text is not None
     if m_image < min_i or m_text < min_t:

@@ -33,6 +33,7 @@ __all__ = [
     "first_order_values",
     "load_interaction_values",
     "make_interaction_values",
+    "require_context",
 ]
 
 
@@ -76,6 +77,15 @@ class ExplanationContext:
     @property
     def n_players(self) -> int:
         return self.n_image + self.n_text
+
+    def patch_grid(self) -> tuple[int, int]:
+        """The patch grid ``(rows, cols)``, or a clear error if it is unknown."""
+        if self.grid is None:
+            raise ValueError(
+                "The explanation's context has no patch grid; set context.grid = (rows, cols) "
+                "to plot or map image players."
+            )
+        return self.grid
 
     def player_label(self, player: int) -> str:
         """Readable label: ``"patch (r, c)"`` for image players, the token for text players."""
@@ -267,6 +277,23 @@ def load_interaction_values(path: Path | str) -> FIxLIPInteractionValues:
         estimation_info=params.get("fixlip_estimation_info") or {},
         context=context,
     )
+
+
+def require_context(iv: InteractionValues) -> ExplanationContext:
+    """The explanation's :class:`ExplanationContext`, or a clear error if it has none.
+
+    Plots, metrics and reports need the context (patch grid, token labels, v(empty));
+    explanations from :class:`~fixlip_captum.FIxLIP`, the methods of
+    :mod:`fixlip_captum.methods` and :func:`load_interaction_values` carry one.
+    """
+    ctx = getattr(iv, "context", None)
+    if ctx is None:
+        raise ValueError(
+            "This explanation has no ExplanationContext (patch grid, token labels); build it "
+            "with fixlip_captum.make_interaction_values(..., context=ExplanationContext(...)) "
+            "or explain with the FIxLIP class, which attaches one."
+        )
+    return ctx
 
 
 def first_order_values(iv: InteractionValues, p: float | None = None) -> np.ndarray:

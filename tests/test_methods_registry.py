@@ -101,3 +101,12 @@ def test_classes_exported_lazily_and_second_order_attribute_is_first_order_view(
     assert img.shape == adapter.patch_grid
     np.testing.assert_allclose(img.reshape(-1).numpy(), phi[: adapter.n_image_players], rtol=1e-5)
     np.testing.assert_allclose(txt.numpy(), phi[adapter.n_image_players :], rtol=1e-5)
+
+
+def test_fixlip_method_refuses_several_pairs():
+    # FIxLIP itself returns a list for a list of captions; the one-pair method interface
+    # must say so instead of handing a list to code that expects one explanation
+    model, tok = tiny_open_clip_clip(), open_clip_bpe_tokenizer()
+    method = get_method("fixlip", model, tok, **FAST["fixlip"])
+    with pytest.raises(ValueError, match="one image-text pair, but the inputs hold 2 pairs"):
+        method.attribute_interactions(random_pil_image(9), [CAPTION, "a blue dog"])

@@ -18,7 +18,11 @@ from matplotlib.colors import to_rgb
 from PIL import Image
 
 import fixlip_captum.plot as fplot
-from fixlip_captum.interaction_values import ExplanationContext, make_interaction_values
+from fixlip_captum.interaction_values import (
+    ExplanationContext,
+    make_interaction_values,
+    require_context,
+)
 from fixlip_captum.metrics import greedy_order
 from fixlip_captum.plot._common import POSITIVE, VALUE_CMAP, top_pairs
 from fixlip_captum.plot.shapiq_plots import _top_players_explanation
@@ -481,6 +485,21 @@ def test_plots_need_a_context():
         fplot.plot_joint(iv)
     with pytest.raises(ValueError, match="'first_order' or 'main'"):
         fplot.plot_joint(_sparse_iv(7, 7, WORDS_7, [((0,), 1.0)]), values="phi")
+
+
+def test_plots_need_a_patch_grid():
+    ctx = ExplanationContext(n_image=4, n_text=1, token_labels=["cat"])  # grid unknown
+    iv = make_interaction_values(
+        [1.0, 2.0], [(0,), (4,)], n_players=5, index="FWBII", max_order=1, context=ctx
+    )
+    assert require_context(iv) is ctx
+    assert ctx.player_label(2) == "patch 2"
+    for plot in (fplot.plot_joint, fplot.plot_sentence, fplot.plot_waterfall):
+        with pytest.raises(ValueError, match="no patch grid"):
+            plot(iv)
+    ctx.grid = (2, 2)
+    assert ctx.patch_grid() == (2, 2)
+    assert ctx.player_label(3) == "patch (1, 1)"
 
 
 # --------------------------------------------------------------------------------------------

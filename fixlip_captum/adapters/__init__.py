@@ -106,8 +106,8 @@ def get_adapter(model: Any, tokenizer_or_processor: Any = None) -> DualEncoderAd
     try:
         import transformers
     except ImportError:
-        transformers = None
-    if transformers is not None:
+        pass  # without transformers the model cannot be a transformers model
+    else:
         for cls_name, module_name, adapter_name in _TRANSFORMERS_ADAPTERS:
             cls = getattr(transformers, cls_name, None)
             if cls is not None and isinstance(model, cls):

@@ -91,10 +91,16 @@ def map_head_over_nothing(head: torch.nn.Module, batch: int) -> torch.Tensor:
         ``[batch, hidden]`` pooled features (before any projection).
     """
     attention = getattr(head, "attention", None)
+    out_proj: torch.nn.Linear
     if isinstance(attention, torch.nn.MultiheadAttention):
         out_proj, norm, mlp = attention.out_proj, head.layernorm, head.mlp
-    else:
+    elif isinstance(head.proj, torch.nn.Linear):
         out_proj, norm, mlp = head.proj, head.norm, head.mlp
+    else:
+        raise TypeError(
+            f"cannot evaluate the attention-pooling head {type(head).__name__} with no token "
+            "left: expected an nn.MultiheadAttention `attention` or an nn.Linear `proj`"
+        )
     hidden = out_proj.weight.shape[0]
     if out_proj.bias is None:
         x = out_proj.weight.new_zeros(batch, 1, hidden)

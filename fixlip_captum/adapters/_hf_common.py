@@ -151,14 +151,22 @@ class HFAdapterBase(DualEncoderAdapter):
 
     def _mean_std(self) -> tuple[torch.Tensor, torch.Tensor]:
         ip = self.image_processor
+        # The concrete processors (CLIPImageProcessor, ...) define these, BaseImageProcessor
+        # does not; a float applies to every channel.
+        ip_mean: float | Sequence[float] | None = getattr(ip, "image_mean", None)
+        ip_std: float | Sequence[float] | None = getattr(ip, "image_std", None)
+        mean: float | Sequence[float]
+        std: float | Sequence[float]
         if ip is not None and getattr(ip, "do_normalize", True) is False:
             mean, std = (0.0,) * 3, (1.0,) * 3
-        elif ip is not None and getattr(ip, "image_mean", None) is not None:
-            mean, std = ip.image_mean, ip.image_std
+        elif ip_mean is not None and ip_std is not None:
+            mean, std = ip_mean, ip_std
         else:
             mean, std = self._default_mean_std
-        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
-        return mean, torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+        return (
+            torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1),
+            torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1),
+        )
 
     def _check_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Validate ``[1, C, H, W]`` (or ``[C, H, W]``) against the model and move it."""
@@ -189,9 +197,19 @@ class HFAdapterBase(DualEncoderAdapter):
             raise TypeError("pixel_values must be a float tensor in the model's normalised space")
         return pixel_values.to(self.device, torch.float32)
 
+    def _require_image_processor(self) -> BaseImageProcessor:
+        """The image processor, which a PIL image needs."""
+        if self.image_processor is None:
+            raise ValueError(
+                "a PIL image needs the model's processor: pass "
+                "AutoProcessor.from_pretrained(name) as tokenizer_or_processor, or give "
+                "a preprocessed tensor [1, C, H, W]"
+            )
+        return self.image_processor
+
     def _processor_pixels(self, image: Any) -> torch.Tensor:
         """Run the image processor on a PIL image -> ``[1, C, H, W]`` (CLIP, SigLIP)."""
-        out = self.image_processor(images=image, return_tensors="pt")
+        out = self._require_image_processor()(images=image, return_tensors="pt")
         return out["pixel_values"]
 
     def preprocess_image(self, image: Any) -> torch.Tensor:
@@ -207,17 +225,9 @@ class HFAdapterBase(DualEncoderAdapter):
         """
         if isinstance(image, torch.Tensor):
             return self._check_pixels(image)
-        try:
-            from PIL import Image
-        except ImportError:  # pragma: no cover - pillow is a dependency
-            Image = None
-        if Image is not None and isinstance(image, Image.Image):
-            if self.image_processor is None:
-                raise ValueError(
-                    "a PIL image needs the model's processor: pass "
-                    "AutoProcessor.from_pretrained(name) as tokenizer_or_processor, or give "
-                    "a preprocessed tensor [1, C, H, W]"
-                )
+        from PIL import Image  # pillow is a dependency
+
+        if isinstance(image, Image.Image):
             return self._check_pixels(self._processor_pixels(image.convert("RGB")))
         raise TypeError(
             f"image must be a PIL image or a tensor [1, C, H, W], got {type(image).__name__}"
@@ -274,13 +284,19 @@ class HFAdapterBase(DualEncoderAdapter):
 
     def _tokenize_string(self, text: str) -> tuple[list[int], list[int] | None]:
         """Tokenise as the family's processor does; no truncation (too long is an error)."""
+        tokenizer = self.tokenizer
+        if tokenizer is None:
+            raise ValueError(
+                "a caption string needs the model's tokenizer or processor "
+                "(tokenizer_or_processor=...); without one, pass token ids"
+            )
         if self._pools_last:
             # SigLIP was trained on captions padded to the full context; the processors do so.
-            enc = self.tokenizer(
+            enc = tokenizer(
                 text, padding="max_length", max_length=self.context_length, truncation=False
             )
         else:
-            enc = self.tokenizer(text, truncation=False)
+            enc = tokenizer(text, truncation=False)
         return list(enc["input_ids"]), enc.get("attention_mask")
 
     def _pooled_position(self, input_ids: torch.Tensor) -> int:
@@ -374,10 +390,21 @@ class HFAdapterBase(DualEncoderAdapter):
         mask[first_pad:] = 0
         return mask
 
+    def _decode(self, token_ids: list[int]) -> str:
+        """The tokenizer's text for one id sequence."""
+        if self.tokenizer is None:
+            raise ValueError("decoding token ids needs the model's tokenizer or processor")
+        text = self.tokenizer.decode(token_ids)
+        # transformers annotates decode() as `str | list[str]`; the list is for a batch of id
+        # lists, which is never passed here.
+        if not isinstance(text, str):
+            raise TypeError(f"the tokenizer decoded one id sequence to a {type(text).__name__}")
+        return text
+
     def _label(self, token_id: int) -> str:
         if self.tokenizer is None:
             return f"<{token_id}>"
-        label = self.tokenizer.decode([token_id]).strip()
+        label = self._decode([token_id]).strip()
         if not label:
             label = str(self.tokenizer.convert_ids_to_tokens(token_id))
         return label
@@ -407,11 +434,6 @@ class HFAdapterBase(DualEncoderAdapter):
         if isinstance(text, str):
             if not text.strip():
                 raise ValueError("the caption is empty; give at least one word")
-            if self.tokenizer is None:
-                raise ValueError(
-                    "a caption string needs the model's tokenizer or processor "
-                    "(tokenizer_or_processor=...); without one, pass token ids"
-                )
             caption = text
             ids_list, mask_list = self._tokenize_string(text)
             input_ids = torch.tensor(ids_list, dtype=torch.long)
@@ -460,7 +482,7 @@ class HFAdapterBase(DualEncoderAdapter):
             raise ValueError("the caption has no tokens to explain (only start/end/padding tokens)")
         labels = [self._label(int(input_ids[i])) for i in player_positions]
         if caption is None and self.tokenizer is not None:
-            caption = self.tokenizer.decode(input_ids[player_positions].tolist())
+            caption = self._decode(input_ids[player_positions].tolist())
         dev = self.device
         return TextInput(
             input_ids=input_ids.to(dev),

@@ -44,6 +44,7 @@ class HFCLIPAdapter(HFAdapterBase):
             preprocessed tensors only).
     """
 
+    model: CLIPModel
     _model_types = (CLIPModel,)
     _default_mean_std = (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
     _pools_last = False
@@ -68,4 +69,6 @@ class HFCLIPAdapter(HFAdapterBase):
             if out is None:
                 out = emb.new_empty(coalitions.shape[0], emb.shape[-1])
             out[rows] = emb
+        if out is None:
+            raise ValueError("_encode_drop needs at least one coalition")
         return out

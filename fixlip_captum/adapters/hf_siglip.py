@@ -46,6 +46,7 @@ class HFSiglipAdapter(HFAdapterBase):
             preprocessed tensors only).
     """
 
+    model: SiglipModel
     _model_types = (SiglipModel,)
     _pools_last = True
 
@@ -74,4 +75,6 @@ class HFSiglipAdapter(HFAdapterBase):
             if out is None:
                 out = emb.new_empty(coalitions.shape[0], emb.shape[-1])
             out[rows] = emb
+        if out is None:
+            raise ValueError("_encode_drop needs at least one coalition")
         return out

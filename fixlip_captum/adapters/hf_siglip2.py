@@ -49,6 +49,7 @@ class HFSiglip2Adapter(HFAdapterBase):
             processor's ``max_num_patches``, else ``config.vision_config.num_patches``.
     """
 
+    model: Siglip2Model
     _model_types = (Siglip2Model,)
     _pools_last = True
 
@@ -86,13 +87,16 @@ class HFSiglip2Adapter(HFAdapterBase):
     def _processor_pixels(self, image: Any) -> torch.Tensor:
         from PIL import Image
 
+        processor = self._require_image_processor()
         h, w = self.image_size
+        # BaseImageProcessor has no `resample`; the Siglip2ImageProcessor default is bilinear.
+        default = Image.Resampling.BILINEAR
         try:
-            resample = Image.Resampling(int(self.image_processor.resample))
-        except (AttributeError, TypeError, ValueError):
-            resample = Image.Resampling.BILINEAR  # the Siglip2ImageProcessor default
+            resample = Image.Resampling(int(getattr(processor, "resample", default)))
+        except (TypeError, ValueError):
+            resample = default
         square = image.resize((w, h), resample=resample) if image.size != (w, h) else image
-        out = self.image_processor(
+        out = processor(
             images=square,
             patch_size=self.patch_size[0],
             max_num_patches=self.n_image_players,
@@ -148,4 +152,6 @@ class HFSiglip2Adapter(HFAdapterBase):
             if out is None:
                 out = emb.new_empty(coalitions.shape[0], emb.shape[-1])
             out[empty] = emb
+        if out is None:
+            raise ValueError("_encode_drop needs at least one coalition")
         return out

@@ -71,14 +71,20 @@ def _key_mask(keep: torch.Tensor, heads: int, dtype: torch.dtype) -> torch.Tenso
     return add.repeat_interleave(heads, dim=0)
 
 
+def _int_pair(values: Any) -> tuple[int, int]:
+    """``(rows, cols)``-like pair of a tower (grid, patch or image size) as ints."""
+    first, second = (int(v) for v in values)
+    return first, second
+
+
 class _OpenCLIPViT:
     """open_clip ``VisionTransformer``: class token first, then the patch tokens."""
 
     def __init__(self, visual: VisionTransformer) -> None:
         self.visual = visual
-        self.grid = tuple(int(g) for g in visual.grid_size)
-        self.patch = tuple(int(p) for p in visual.patch_size)
-        self.size = tuple(int(s) for s in visual.image_size)
+        self.grid = _int_pair(visual.grid_size)
+        self.patch = _int_pair(visual.patch_size)
+        self.size = _int_pair(visual.image_size)
         self.channels = int(visual.conv1.in_channels)
         self.n_prefix = 1
         self.weight = visual.conv1.weight
@@ -101,9 +107,9 @@ class _TimmViT:
         self.visual = visual
         trunk = visual.trunk
         self.trunk = trunk
-        self.grid = tuple(int(g) for g in trunk.patch_embed.grid_size)
-        self.patch = tuple(int(p) for p in trunk.patch_embed.patch_size)
-        self.size = tuple(int(s) for s in trunk.patch_embed.img_size)
+        self.grid = _int_pair(trunk.patch_embed.grid_size)
+        self.patch = _int_pair(trunk.patch_embed.patch_size)
+        self.size = _int_pair(trunk.patch_embed.img_size)
         self.channels = int(trunk.patch_embed.proj.in_channels)
         self.n_prefix = int(trunk.num_prefix_tokens)
         self.weight = trunk.patch_embed.proj.weight
@@ -137,8 +143,8 @@ class _FlatCLIPText:
         self.context_length = int(model.context_length)
         self.heads = int(model.transformer.resblocks[0].attn.num_heads)
         self.pool_type = model.text_pool_type
-        self.eos_id = getattr(model, "text_eos_id", None)
-        self.pad_id = None
+        self.eos_id = _first_int(getattr(model, "text_eos_id", None))
+        self.pad_id: int | None = None
         self.has_cls = False
 
     def forward(self, ids: torch.Tensor, keep: torch.Tensor, pool_position: int) -> torch.Tensor:
@@ -161,7 +167,7 @@ class _TextTransformer:
         self.context_length = int(text.context_length)
         self.heads = int(text.heads)
         self.pool_type = text.pool_type
-        self.eos_id = getattr(text, "eos_id", None)
+        self.eos_id = _first_int(getattr(text, "eos_id", None))
         self.pad_id = int(text.pad_id) if text.use_pad_mask else None
         self.has_cls = text.cls_emb is not None
 
@@ -262,9 +268,10 @@ class OpenCLIPAdapter(DualEncoderAdapter):
             getattr(inner, "eos_token_id", None),
             self._text.eos_id if self._text.pool_type == "eos" else None,
         )
-        self.pad_id = _first_int(
-            getattr(tokenizer, "pad_token_id", None), getattr(inner, "pad_token_id", None), 0
+        pad_id = _first_int(
+            getattr(tokenizer, "pad_token_id", None), getattr(inner, "pad_token_id", None)
         )
+        self.pad_id = 0 if pad_id is None else pad_id
 
         cfg = merge_preprocess_dict(asdict(PreprocessCfg()), dict(get_model_preprocess_cfg(model)))
         cfg["size"] = self._vision.size
@@ -274,15 +281,15 @@ class OpenCLIPAdapter(DualEncoderAdapter):
     # ------------------------------------------------------------------ geometry
     @property
     def patch_grid(self) -> tuple[int, int]:
-        return self._vision.grid  # type: ignore[return-value]
+        return self._vision.grid
 
     @property
     def image_size(self) -> tuple[int, int]:
-        return self._vision.size  # type: ignore[return-value]
+        return self._vision.size
 
     @property
     def patch_size(self) -> tuple[int, int]:
-        return self._vision.patch  # type: ignore[return-value]
+        return self._vision.patch
 
     @property
     def context_length(self) -> int:
@@ -505,7 +512,13 @@ class OpenCLIPAdapter(DualEncoderAdapter):
             return int(ids.numel()) - 1
         if pool == "argmax":
             return int(ids.argmax())
-        hits = torch.nonzero(ids == self._text.eos_id).flatten()
+        eos = self._text.eos_id
+        if eos is None:
+            raise ValueError(
+                "the text tower pools at the end-of-text token but has no eos id; set "
+                "text_cfg eos_id in the model config"
+            )
+        hits = torch.nonzero(ids == eos).flatten()
         return int(hits[0]) if hits.numel() else 0
 
     def _label(self, token_id: int) -> str:

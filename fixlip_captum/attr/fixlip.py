@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
 from captum.attr import PerturbationAttribution
+from PIL import Image
 
 from fixlip_captum._validation import check_p, check_positive_int
 from fixlip_captum.adapters import DualEncoderAdapter, UnsupportedModelError, get_adapter
@@ -192,6 +193,66 @@ class FIxLIP(PerturbationAttribution):
             show_progress=show_progress,
         )
 
+    # Typed callers get one result for one (PIL image, caption string) pair and a list for a
+    # list of images; other inputs (tensors, whose batch size is only known at run time) get
+    # the union.
+    @overload
+    def attribute_interactions(
+        self,
+        image: Image.Image,
+        text: str,
+        *,
+        p: float = ...,
+        budget: int | None = ...,
+        mode: str = ...,
+        max_order: int = ...,
+        pairs: str | Sequence[int] = ...,
+        m_image: int | None = ...,
+        m_text: int | None = ...,
+        seed: int | None = ...,
+        batch_size: int = ...,
+        autocast_dtype: torch.dtype | None = ...,
+        show_progress: bool = ...,
+    ) -> FIxLIPInteractionValues: ...
+
+    @overload
+    def attribute_interactions(
+        self,
+        image: list[Any],
+        text: Any,
+        *,
+        p: float = ...,
+        budget: int | None = ...,
+        mode: str = ...,
+        max_order: int = ...,
+        pairs: str | Sequence[int] = ...,
+        m_image: int | None = ...,
+        m_text: int | None = ...,
+        seed: int | None = ...,
+        batch_size: int = ...,
+        autocast_dtype: torch.dtype | None = ...,
+        show_progress: bool = ...,
+    ) -> list[FIxLIPInteractionValues]: ...
+
+    @overload
+    def attribute_interactions(
+        self,
+        image: Any,
+        text: Any,
+        *,
+        p: float = ...,
+        budget: int | None = ...,
+        mode: str = ...,
+        max_order: int = ...,
+        pairs: str | Sequence[int] = ...,
+        m_image: int | None = ...,
+        m_text: int | None = ...,
+        seed: int | None = ...,
+        batch_size: int = ...,
+        autocast_dtype: torch.dtype | None = ...,
+        show_progress: bool = ...,
+    ) -> FIxLIPInteractionValues | list[FIxLIPInteractionValues]: ...
+
     def attribute_interactions(
         self,
         image: Any,
@@ -264,16 +325,6 @@ class FIxLIP(PerturbationAttribution):
             if not images:
                 raise ValueError("No image-text pairs given.")
             jobs = list(zip(images, texts, strict=True))
-        kwargs = dict(
-            p=p,
-            budget=budget,
-            mode=mode,
-            max_order=max_order,
-            pairs=pairs,
-            m_image=m_image,
-            m_text=m_text,
-            seed=seed,
-        )
         results = []
         for img, txt in jobs:
             game = CrossModalGame(
@@ -286,7 +337,19 @@ class FIxLIP(PerturbationAttribution):
                 autocast_dtype=autocast_dtype,
                 show_progress=show_progress,
             )
-            results.append(self._explain_game(game, **kwargs))
+            results.append(
+                self._explain_game(
+                    game,
+                    p=p,
+                    budget=budget,
+                    mode=mode,
+                    max_order=max_order,
+                    pairs=pairs,
+                    m_image=m_image,
+                    m_text=m_text,
+                    seed=seed,
+                )
+            )
         if images is None and texts is None:
             return results[0]
         return results
@@ -356,7 +419,7 @@ class FIxLIP(PerturbationAttribution):
         return iv
 
     # ------------------------------------------------------------------ captum API
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: torch.Tensor | tuple[torch.Tensor, ...],
         baselines: Any = None,

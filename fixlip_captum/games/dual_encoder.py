@@ -182,6 +182,9 @@ class _PairGameBase:
     """What both games share: players, v(empty), v(full) and the settings."""
 
     _enc: _MaskedEncoder
+    # computed on first use, then cached
+    _v_empty: float | None
+    _v_full: float | None
 
     @property
     def adapter(self) -> DualEncoderAdapter:
@@ -248,8 +251,8 @@ class _PairGameBase:
 
     def _init(self, *args: Any) -> None:
         self._enc = _MaskedEncoder(*args)
-        self._v_empty: float | None = None
-        self._v_full: float | None = None
+        self._v_empty = None
+        self._v_full = None
 
 
 class CrossModalGame(_PairGameBase):

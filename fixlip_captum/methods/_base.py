@@ -14,9 +14,10 @@ from fixlip_captum.interaction_values import (
     FIxLIPInteractionValues,
     first_order_values,
     make_interaction_values,
+    require_context,
 )
 
-__all__ = ["PairMethod", "check_choice", "resolve_adapter"]
+__all__ = ["PairMethod", "check_choice", "first_order_maps", "resolve_adapter"]
 
 VALUES = ("logit", "cosine")
 
@@ -34,6 +35,22 @@ def resolve_adapter(model: torch.nn.Module, tokenizer_or_processor: Any, adapter
     from fixlip_captum.adapters import get_adapter
 
     return get_adapter(model, tokenizer_or_processor)
+
+
+def first_order_maps(iv: FIxLIPInteractionValues) -> tuple[torch.Tensor, torch.Tensor]:
+    """First-order view of ``iv`` split into ``(image [rows, cols], text [n_T])`` float32.
+
+    ``phi_i = e_i + p * sum_j e_ij`` (the values themselves for order-1 results); see
+    :func:`fixlip_captum.interaction_values.first_order_values`.
+
+    Raises:
+        ValueError: ``iv`` has no context, or its context has no patch grid.
+    """
+    ctx = require_context(iv)
+    rows, cols = ctx.patch_grid()
+    phi = first_order_values(iv)
+    img = torch.as_tensor(phi[: ctx.n_image], dtype=torch.float32).reshape(rows, cols)
+    return img, torch.as_tensor(phi[ctx.n_image :], dtype=torch.float32)
 
 
 class PairMethod:
@@ -171,14 +188,11 @@ class PairMethod:
         the Shapley value of the fitted surrogate), see
         :func:`fixlip_captum.interaction_values.first_order_values`.
         """
-        iv = self.attribute_interactions(image, text, **kwargs)
-        phi = first_order_values(iv)
-        n_i = iv.context.n_image
-        rows, cols = iv.context.grid
-        img = torch.as_tensor(phi[:n_i], dtype=torch.float32).reshape(rows, cols)
-        return img, torch.as_tensor(phi[n_i:], dtype=torch.float32)
+        # kwargs are the subclass's keyword-only options of attribute_interactions.
+        return first_order_maps(self.attribute_interactions(image, text, **kwargs))
 
     def attribute_interactions(
-        self, image: Any, text: Any, **kwargs: Any
+        self, image: Any, text: Any
     ) -> FIxLIPInteractionValues:  # pragma: no cover - abstract
+        """Explain one pair; subclasses may add keyword-only options with defaults."""
         raise NotImplementedError

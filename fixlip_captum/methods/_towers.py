@@ -21,13 +21,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["AttentionRecord", "AttentionRecorder", "BlockInput", "Towers"]
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -48,6 +50,14 @@ class AttentionRecord:
     out: torch.Tensor
 
 
+@overload
+def _as_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor: ...
+
+
+@overload
+def _as_additive(mask: None, dtype: torch.dtype) -> None: ...
+
+
 def _as_additive(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     if mask is None:
         return None
@@ -59,9 +69,51 @@ def _as_additive(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor 
     return mask.to(dtype)
 
 
+# torch types every attribute read through nn.Module.__getattr__ as `Tensor | Module`; the
+# foreign towers are walked with these checked readers instead.
+def _module_list(owner: nn.Module, path: str) -> list[nn.Module]:
+    """The blocks of the ``nn.ModuleList`` / ``nn.Sequential`` at ``path`` under ``owner``."""
+    blocks = owner.get_submodule(path)
+    if not isinstance(blocks, (nn.ModuleList, nn.Sequential)):
+        raise TypeError(
+            f"{type(owner).__name__}.{path} is a {type(blocks).__name__}, not a list of "
+            "transformer blocks; this tower is not supported by the gradient baselines."
+        )
+    return list(blocks)
+
+
+def _linear(owner: nn.Module, name: str) -> nn.Linear:
+    """The ``nn.Linear`` submodule ``name`` of an attention module."""
+    layer = owner.get_submodule(name)
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(
+            f"{type(owner).__name__}.{name} is a {type(layer).__name__}, not nn.Linear; this "
+            "attention module is not supported by the gradient baselines."
+        )
+    return layer
+
+
+def _plain_attr(owner: nn.Module, name: str, kind: type[_T]) -> _T:
+    """A plain (non-parameter, non-submodule) attribute of a foreign module, of type ``kind``."""
+    value = getattr(owner, name)
+    if not isinstance(value, kind):
+        raise TypeError(
+            f"{type(owner).__name__}.{name} is {value!r}, expected a {kind.__name__}; this "
+            "model is not supported by the gradient baselines."
+        )
+    return value
+
+
 def _attention(
     x: torch.Tensor,
-    weights: tuple[torch.Tensor, ...],
+    weights: tuple[
+        torch.Tensor,
+        torch.Tensor | None,
+        torch.Tensor,
+        torch.Tensor | None,
+        torch.Tensor,
+        torch.Tensor | None,
+    ],
     out_proj: nn.Linear,
     n_heads: int,
     scale: float,
@@ -103,7 +155,8 @@ class AttentionRecorder:
             multi-head attention.
 
     After a forward pass inside the context, ``records[i]`` holds the
-    :class:`AttentionRecord` of ``modules[i]`` (the last call).
+    :class:`AttentionRecord` of ``modules[i]`` (the last call); :meth:`recorded` returns them
+    all, checked.
     """
 
     def __init__(
@@ -125,6 +178,17 @@ class AttentionRecorder:
 
         return hook
 
+    def recorded(self) -> list[AttentionRecord]:
+        """``records`` after a forward pass, or a ``RuntimeError`` if a hooked module did not
+        run (the forward pass did not go through every module given)."""
+        missing = [i for i, rec in enumerate(self.records) if rec is None]
+        if missing:
+            raise RuntimeError(
+                f"Attention modules {missing} (of {len(self.records)} hooked) did not run; "
+                "call the tower's forward pass inside the AttentionRecorder context."
+            )
+        return [rec for rec in self.records if rec is not None]
+
     def __enter__(self) -> AttentionRecorder:
         for slot, module in enumerate(self.modules):
             self._handles.append(module.register_forward_hook(self._hook(slot), with_kwargs=True))
@@ -145,7 +209,8 @@ class BlockInput:
             ``None`` to only record it.
         batch_first: Whether the block receives ``[B, L, H]`` (else ``[L, B, H]``).
 
-    ``captured`` holds the block's (original) input, batch-first, after a forward pass.
+    ``captured`` holds the block's (original) input, batch-first, after a forward pass
+    (:meth:`require_captured` returns it, checked).
     """
 
     def __init__(
@@ -172,6 +237,15 @@ class BlockInput:
         if in_kwargs:
             return args, {**kwargs, "hidden_states": new}
         return (new, *args[1:]), kwargs
+
+    def require_captured(self) -> torch.Tensor:
+        """``captured``, or a ``RuntimeError`` if the block has not run."""
+        if self.captured is None:
+            raise RuntimeError(
+                "The block did not run; call the tower's forward pass inside the BlockInput "
+                "context before reading its input."
+            )
+        return self.captured
 
     def __enter__(self) -> BlockInput:
         self._handle = self.block.register_forward_pre_hook(self._hook, with_kwargs=True)
@@ -202,7 +276,8 @@ class Towers:
 
     Attributes:
         family: ``"open_clip"``, ``"hf_clip"``, ``"hf_siglip"`` or ``"hf_siglip2"``.
-        image_blocks / text_blocks: Transformer blocks in order (``None`` if unavailable).
+        image_blocks: Image transformer blocks in order (``None`` if unavailable).
+        text_blocks: Text transformer blocks in order.
         image_attention / text_attention: Their attention modules.
         image_cls: Sequence position pooled by the image tower (0 = class token) or
             ``None`` when the tower pools by attention (SigLIP's MAP head).
@@ -216,32 +291,45 @@ class Towers:
         self.adapter = adapter
         self.family = ""
         self.image_blocks: list[nn.Module] | None = None
-        self.text_blocks: list[nn.Module] | None = None
+        self.text_blocks: list[nn.Module] = []
+        self.token_embedding: nn.Module
         self.image_cls: int | None = None
         self.image_batch_first = True
         self.text_batch_first = True
         self._image_why = ""
         self._image_attention_ok = True
+        self._text_eos_id: int | None = None
         try:
             import open_clip
         except ImportError:  # pragma: no cover - open_clip is a dependency
             open_clip = None
-        try:
-            import transformers
-        except ImportError:  # pragma: no cover - optional
-            transformers = None
 
         if open_clip is not None and isinstance(model, (open_clip.CLIP, open_clip.CustomTextCLIP)):
             self._init_open_clip(model, open_clip)
-        elif transformers is not None and isinstance(model, transformers.CLIPModel):
+        elif not self._init_transformers(model, adapter):
+            raise TypeError(
+                f"{type(model).__name__} is not supported by the gradient baselines; use "
+                "open_clip CLIP/CustomTextCLIP or transformers CLIPModel/SiglipModel/"
+                "Siglip2Model, or a perturbation method."
+            )
+
+    # ------------------------------------------------------------------ construction
+    def _init_transformers(self, model: nn.Module, adapter: Any) -> bool:
+        """Set up a transformers CLIP / SigLIP / SigLIP2 model; False for any other model."""
+        try:
+            import transformers
+        except ImportError:  # pragma: no cover - optional
+            return False
+        if isinstance(model, transformers.CLIPModel):
             self.family = "hf_clip"
             self.image_blocks = list(model.vision_model.encoder.layers)
             self.text_blocks = list(model.text_model.encoder.layers)
             self.image_cls = 0
             self.token_embedding = model.text_model.embeddings.token_embedding
-        elif transformers is not None and isinstance(
-            model, (transformers.SiglipModel, transformers.Siglip2Model)
-        ):
+            eos = model.text_model.eos_token_id
+            self._text_eos_id = None if eos is None else int(eos)
+            return True
+        if isinstance(model, (transformers.SiglipModel, transformers.Siglip2Model)):
             self.family = "hf_siglip"
             if isinstance(model, transformers.Siglip2Model):
                 self.family = "hf_siglip2"
@@ -258,14 +346,9 @@ class Towers:
                 "(MAP) outside the transformer, so there is no class-token query to explain."
             )
             self.token_embedding = model.text_model.embeddings.token_embedding
-        else:
-            raise TypeError(
-                f"{type(model).__name__} is not supported by the gradient baselines; use "
-                "open_clip CLIP/CustomTextCLIP or transformers CLIPModel/SiglipModel/"
-                "Siglip2Model, or a perturbation method."
-            )
+            return True
+        return False
 
-    # ------------------------------------------------------------------ construction
     def _init_open_clip(self, model: nn.Module, open_clip: Any) -> None:
         from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 
@@ -289,15 +372,15 @@ class Towers:
                 f"the image tower is {type(model.visual).__name__} (a timm trunk: no class "
                 "token, attention-pool head), not an open_clip VisionTransformer."
             )
-        text = model.text if isinstance(model, open_clip.CustomTextCLIP) else model
+        text: nn.Module = model.text if isinstance(model, open_clip.CustomTextCLIP) else model
         if (
             isinstance(model, open_clip.CustomTextCLIP)
             and getattr(text, "cls_emb", None) is not None
         ):
             raise TypeError("open_clip text towers with an appended class token are not supported.")
-        self.text_blocks = list(text.transformer.resblocks)
-        self.text_batch_first = text.transformer.batch_first
-        self.token_embedding = text.token_embedding
+        self.text_blocks = _module_list(text, "transformer.resblocks")
+        self.text_batch_first = _plain_attr(text.get_submodule("transformer"), "batch_first", bool)
+        self.token_embedding = text.get_submodule("token_embedding")
         self._text_module = text
         own_blocks = self.image_blocks if self._image_attention_ok else []
         for blk in [*(own_blocks or []), *self.text_blocks]:
@@ -315,11 +398,14 @@ class Towers:
             raise NotImplementedError(
                 f"This method needs the image attention, but {self._image_why}"
             )
-        return [b.attn if self.family == "open_clip" else b.self_attn for b in blocks]
+        return [self._attention_of(b) for b in blocks]
 
     @property
     def text_attention(self) -> list[nn.Module]:
-        return [b.attn if self.family == "open_clip" else b.self_attn for b in self.text_blocks]
+        return [self._attention_of(b) for b in self.text_blocks]
+
+    def _attention_of(self, block: nn.Module) -> nn.Module:
+        return block.get_submodule("attn" if self.family == "open_clip" else "self_attn")
 
     @property
     def n_image_prefix(self) -> int:
@@ -408,14 +494,23 @@ class Towers:
             if pool == "argmax":
                 return int(ids.argmax())
             if pool == "eos":
-                return int((ids == eos).int().argmax())
+                if eos is None:
+                    raise NotImplementedError(
+                        "open_clip text tower pools at the end-of-text token but has no eos id."
+                    )
+                return int((ids == int(eos)).int().argmax())
             if pool == "first":
                 return 0
             if pool == "last":
                 return ids.numel() - 1
             raise NotImplementedError(f"open_clip text pool_type {pool!r} has no single position.")
         if self.family == "hf_clip":
-            eos = self.model.text_model.eos_token_id
+            eos = self._text_eos_id
+            if eos is None:
+                raise ValueError(
+                    "The CLIP text config has no eos_token_id, so the pooled position is "
+                    "unknown; set model.config.text_config.eos_token_id."
+                )
             if eos == 2:
                 return int(ids.argmax())
             hits = (ids == eos).nonzero()
@@ -433,6 +528,11 @@ class Towers:
         Returns the attention output in the module's layout and the record.
         """
         if self.family == "open_clip":
+            if not isinstance(module, nn.MultiheadAttention):
+                raise TypeError(
+                    f"open_clip attention module {type(module).__name__} is not "
+                    "nn.MultiheadAttention; it cannot be recomputed."
+                )
             query = args[0] if args else kwargs["query"]
             key = args[1] if len(args) > 1 else kwargs.get("key", query)
             if key is not query:
@@ -458,20 +558,22 @@ class Towers:
             if kpm is not None:
                 extra = _as_additive(kpm, x.dtype).view(bsz, 1, 1, length)
                 mask = extra if mask is None else mask + extra
-            out_proj = module.out_proj
+            out_proj: nn.Linear = module.out_proj
         else:
             x = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
             if not x.requires_grad and torch.is_grad_enabled():
                 x = x.detach().requires_grad_(True)
-            heads = module.num_heads
-            wq, bq = module.q_proj.weight, module.q_proj.bias
-            wk, bk = module.k_proj.weight, module.k_proj.bias
-            wv, bv = module.v_proj.weight, module.v_proj.bias
+            batch_first = True
+            heads = _plain_attr(module, "num_heads", int)
+            q_proj, k_proj, v_proj = (_linear(module, n) for n in ("q_proj", "k_proj", "v_proj"))
+            wq, bq = q_proj.weight, q_proj.bias
+            wk, bk = k_proj.weight, k_proj.bias
+            wv, bv = v_proj.weight, v_proj.bias
             mask = kwargs.get("attention_mask")
             if mask is None and len(args) > 1:
                 mask = args[1]
             mask = _as_additive(mask, x.dtype)
-            out_proj = module.out_proj
+            out_proj = _linear(module, "out_proj")
         if single_head:
             scale = wq.shape[0] ** -0.5
             n_heads = 1
@@ -481,6 +583,6 @@ class Towers:
             n_heads = heads
             scale = float(getattr(module, "scale", (wq.shape[0] // heads) ** -0.5))
         out, rec = _attention(x, (wq, bq, wk, bk, wv, bv), out_proj, n_heads, scale, mask)
-        if self.family == "open_clip" and not module.batch_first:
+        if not batch_first:  # only open_clip blocks may be sequence-first
             out = out.transpose(0, 1)
         return out, rec

@@ -37,6 +37,7 @@ transformers ``CLIPModel``, ``SiglipModel`` and ``Siglip2Model``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,7 @@ from fixlip_captum.methods._towers import BlockInput, Towers
 __all__ = ["ExCLIP", "ExCLIPResult"]
 
 
+@dataclass(eq=False)
 class ExCLIPResult:
     """Everything exCLIP computed for one pair.
 
@@ -63,8 +65,17 @@ class ExCLIPResult:
         image_cols: ``[n_I]`` columns of ``matrix`` that are image players.
     """
 
-    def __init__(self, **kw: Any) -> None:
-        self.__dict__.update(kw)
+    matrix: torch.Tensor
+    u_text: torch.Tensor
+    u_image: torch.Tensor
+    e_text: torch.Tensor
+    e_image: torch.Tensor
+    e_text_ref: torch.Tensor
+    e_image_ref: torch.Tensor
+    scale: float
+    filler: int
+    text_rows: torch.Tensor
+    image_cols: torch.Tensor
 
     def target(self) -> float:
         """``scale * (e_t - e_t_ref) . (e_i - e_i_ref) / (||e_t|| ||e_i||)``."""
@@ -209,16 +220,16 @@ class ExCLIP(PairMethod):
         ref_ids = ids.clone()
         filler = self._filler(text_in)
         ref_ids[players] = filler
-        img_block = towers.image_blocks[self.layer]
+        img_block = towers.require_image_blocks()[self.layer]
         txt_block = towers.text_blocks[self.text_layer]
         with towers.eager():
             with torch.no_grad():
                 with BlockInput(img_block, batch_first=towers.image_batch_first) as cap:
                     towers.encode_image(torch.cat([pixel_values, torch.zeros_like(pixel_values)]))
-                h_i, r_i = cap.captured[0].detach(), cap.captured[1].detach()
+                h_i, r_i = cap.require_captured().detach()  # input, reference
                 with BlockInput(txt_block, batch_first=towers.text_batch_first) as cap:
                     towers.encode_text(torch.stack([ids, ref_ids]), mask.expand(2, -1))
-                h_t, r_t = cap.captured[0].detach(), cap.captured[1].detach()
+                h_t, r_t = cap.require_captured().detach()  # input, reference
             with torch.enable_grad():
                 u_i, e_i, e_i_ref = self._integrate(
                     img_block,
@@ -254,6 +265,7 @@ class ExCLIP(PairMethod):
         )
 
     # ------------------------------------------------------------------ public API
+    # Not the (image, text) maps of PairMethod: exCLIP's captum-style view is its matrix.
     def attribute(self, image: Any, text: Any) -> torch.Tensor:  # type: ignore[override]
         """Token-patch interactions ``[n_T, rows, cols]`` (float32, CPU)."""
         pixel_values, text_in = self.prepare(image, text)

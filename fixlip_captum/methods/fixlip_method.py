@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from fixlip_captum.interaction_values import FIxLIPInteractionValues
+from fixlip_captum.methods._base import first_order_maps
 
 __all__ = ["FIxLIPMethod"]
 
@@ -50,14 +51,22 @@ class FIxLIPMethod:
     def attribute_interactions(
         self, image: Any, text: Any, **kwargs: Any
     ) -> FIxLIPInteractionValues:
-        """``FIxLIP.attribute_interactions(image, text, **{**call_kwargs, **kwargs})``."""
-        return self.explainer.attribute_interactions(image, text, **{**self.call_kwargs, **kwargs})
+        """``FIxLIP.attribute_interactions(image, text, **{**call_kwargs, **kwargs})``.
+
+        Raises:
+            ValueError: The inputs hold several pairs (a list, or a batch tensor).
+        """
+        result: FIxLIPInteractionValues | list[FIxLIPInteractionValues] = (
+            self.explainer.attribute_interactions(image, text, **{**self.call_kwargs, **kwargs})
+        )
+        if isinstance(result, list):
+            raise ValueError(
+                f"FIxLIPMethod explains one image-text pair, but the inputs hold {len(result)} "
+                "pairs; call it once per pair, or use FIxLIP.attribute_interactions for lists."
+            )
+        return result
 
     def attribute(self, image: Any, text: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """First-order view ``(image [rows, cols], text [n_T])`` of the explanation
         (``phi_i = e_i + p * sum_j e_ij``)."""
-        iv = self.attribute_interactions(image, text, **kwargs)
-        phi = torch.as_tensor(iv.first_order(), dtype=torch.float32)
-        rows, cols = iv.context.grid
-        n_i = iv.context.n_image
-        return phi[:n_i].reshape(rows, cols), phi[n_i:]
+        return first_order_maps(self.attribute_interactions(image, text, **kwargs))

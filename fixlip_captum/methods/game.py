@@ -93,7 +93,9 @@ class GAME(PairMethod):
         )
         self.towers = Towers(model, self.adapter)
         self.towers.require_image_cls("GAME")
-        self.start_layer = _layer_index(start_layer, len(self.towers.image_blocks), "start_layer")
+        self.start_layer = _layer_index(
+            start_layer, len(self.towers.require_image_blocks()), "start_layer"
+        )
         tsl = start_layer if text_start_layer is None else text_start_layer
         if text_start_layer is None and start_layer >= 0:
             # A non-negative start counts from the first block in both towers.
@@ -131,11 +133,11 @@ class GAME(PairMethod):
             if self.value == "logit":
                 scale, bias = towers.logit_scale_bias()
                 y = scale.float() * y + (0.0 if bias is None else bias.float())
-            records = [*rec_i.records, *rec_t.records]
-            grads = torch.autograd.grad(y, [r.attn for r in records])
+            recs_i, recs_t = rec_i.recorded(), rec_t.recorded()
+            grads = torch.autograd.grad(y, [r.attn for r in [*recs_i, *recs_t]])
         n_img = len(img_modules)
-        r_img = _rollout(rec_i.records, grads[:n_img])
-        r_txt = _rollout(rec_t.records, grads[n_img:])
+        r_img = _rollout(recs_i, grads[:n_img])
+        r_txt = _rollout(recs_t, grads[n_img:])
         n_prefix = towers.n_image_prefix
         img_rel = r_img[cls, n_prefix : n_prefix + self.n_image]
         txt_rel = r_txt[eos, text_in.player_positions.to(device)]

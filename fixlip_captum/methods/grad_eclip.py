@@ -134,7 +134,7 @@ class GradECLIP(PairMethod):
         ids = text_in.input_ids.to(device)[None]
         mask = text_in.attention_mask.to(device)[None]
         cls = towers.require_image_cls("Grad-ECLIP")
-        n_img_layers = min(self.image_layers, len(towers.image_blocks))
+        n_img_layers = min(self.image_layers, len(towers.require_image_blocks()))
         n_txt_layers = min(self.text_layers, len(towers.text_blocks))
         img_modules = towers.image_attention[-n_img_layers:]
         txt_modules = towers.text_attention[-n_txt_layers:]
@@ -151,19 +151,21 @@ class GradECLIP(PairMethod):
             # Each tower's target holds the other modality fixed.
             cos_i = (f_i * f_t.detach()).sum()
             cos_t = (f_i.detach() * f_t).sum()
-            records = [*rec_i.records, *rec_t.records]
+            recs_i, recs_t = rec_i.recorded(), rec_t.recorded()
             # autograd.grad, not backward: the model's parameter .grad stay untouched.
-            grads = torch.autograd.grad(cos_i + cos_t, [r.out for r in records])
+            grads = torch.autograd.grad(cos_i + cos_t, [r.out for r in [*recs_i, *recs_t]])
         g_img, g_txt = grads[:n_img_layers], grads[n_img_layers:]
 
         n_prefix = towers.n_image_prefix
         patches = torch.arange(n_prefix, n_prefix + self.n_image, device=device)
+        # Start the sums at a 0-d tensor, not the int 0: same dtype and values, typed as a tensor.
+        zero = torch.zeros((), device=device)
         img_map = sum(
-            _contribution(r, g, cls, patches) for r, g in zip(rec_i.records, g_img, strict=True)
+            (_contribution(r, g, cls, patches) for r, g in zip(recs_i, g_img, strict=True)), zero
         )[patches]
         all_pos = torch.arange(ids.shape[1], device=device)
         txt_map = sum(
-            _contribution(r, g, eos, all_pos) for r, g in zip(rec_t.records, g_txt, strict=True)
+            (_contribution(r, g, eos, all_pos) for r, g in zip(recs_t, g_txt, strict=True)), zero
         )[text_in.player_positions.to(device)]
 
         v_full, v_empty = self.pair_values(pixel_values, text_in)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from fixlip_captum.scenes import Sample, caption_matches, generate_batch, generate_sample
+
+if TYPE_CHECKING:
+    # What the metrics need (visual, encode_image, encode_text); open_clip ships no type
+    # information, so mypy treats it as Any.
+    from open_clip import CLIP
 
 __all__ = [
     "OPENAI_MEAN",
@@ -43,13 +49,13 @@ def arrays_to_tensor(
     return (x - m) / s
 
 
-def _model_norm(model: torch.nn.Module) -> tuple[Sequence[float], Sequence[float]]:
+def _model_norm(model: CLIP) -> tuple[Sequence[float], Sequence[float]]:
     cfg = getattr(model.visual, "preprocess_cfg", None) or {}
     return cfg.get("mean", OPENAI_MEAN), cfg.get("std", OPENAI_STD)
 
 
 @torch.no_grad()
-def _embed_images(model: torch.nn.Module, pixels: torch.Tensor, batch: int = 256) -> torch.Tensor:
+def _embed_images(model: CLIP, pixels: torch.Tensor, batch: int = 256) -> torch.Tensor:
     dev = next(model.parameters()).device
     out = [model.encode_image(pixels[i : i + batch].to(dev)) for i in range(0, len(pixels), batch)]
     return F.normalize(torch.cat(out).float(), dim=-1)
@@ -57,7 +63,7 @@ def _embed_images(model: torch.nn.Module, pixels: torch.Tensor, batch: int = 256
 
 @torch.no_grad()
 def _embed_texts(
-    model: torch.nn.Module, tokenizer: Callable, texts: Sequence[str], batch: int = 512
+    model: CLIP, tokenizer: Callable, texts: Sequence[str], batch: int = 512
 ) -> torch.Tensor:
     dev = next(model.parameters()).device
     out = [
@@ -68,7 +74,7 @@ def _embed_texts(
 
 
 def retrieval_top1(
-    model: torch.nn.Module, tokenizer: Callable, samples: Sequence[Sample], group: int = 64
+    model: CLIP, tokenizer: Callable, samples: Sequence[Sample], group: int = 64
 ) -> dict[str, float]:
     """Caption retrieval among ``group`` candidates.
 
@@ -104,7 +110,7 @@ def retrieval_top1(
 
 
 def hard_negative_accuracy(
-    model: torch.nn.Module, tokenizer: Callable, samples: Sequence[Sample], kind: str, seed: int
+    model: CLIP, tokenizer: Callable, samples: Sequence[Sample], kind: str, seed: int
 ) -> float:
     """Fraction of samples whose own caption scores above a hard negative of ``kind``
     (``"colour_swap"``, ``"shape_swap"``, ``"absent"``; one negative per sample, seeded)."""
@@ -117,7 +123,7 @@ def hard_negative_accuracy(
 
 
 def masking_pointing_accuracy(
-    model: torch.nn.Module,
+    model: CLIP,
     tokenizer: Callable,
     samples: Sequence[Sample],
     grid: tuple[int, int] | None = None,
@@ -166,7 +172,7 @@ def masking_pointing_accuracy(
 
 
 def evaluate(
-    model: torch.nn.Module, tokenizer: Callable, seed: int, n: int = 256, n_mask: int = 100
+    model: CLIP, tokenizer: Callable, seed: int, n: int = 256, n_mask: int = 100
 ) -> dict[str, float]:
     """All quality metrics on scenes from seeds ``seed .. seed + n - 1`` (retrieval and hard
     negatives) and ``seed + n .. seed + n + n_mask - 1`` (single-object masking, 2-4 objects).

@@ -38,7 +38,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,8 +48,13 @@ import torch.nn.functional as F
 
 from fixlip_captum.models.evaluate import OPENAI_MEAN, OPENAI_STD, arrays_to_tensor, evaluate
 from fixlip_captum.models.tokenizer import SceneTokenizer
-from fixlip_captum.scenes import COLOURS, SHAPES, generate_batch
+from fixlip_captum.scenes import COLOURS, SHAPES, Sample, generate_batch
 from fixlip_captum.scenes.captions import CAPTION_VOCABULARY
+
+if TYPE_CHECKING:
+    # Imported in main at run time, so importing this module stays light; open_clip ships no
+    # type information, so mypy treats it as Any.
+    from open_clip import CLIP
 
 __all__ = ["TEST_SEED", "VAL_SEED", "encode_text_trimmed", "main", "make_config"]
 
@@ -97,9 +104,7 @@ def make_config(
     }
 
 
-def encode_text_trimmed(
-    model: torch.nn.Module, tokens: torch.Tensor, chunks: int = 4
-) -> torch.Tensor:
+def encode_text_trimmed(model: CLIP, tokens: torch.Tensor, chunks: int = 4) -> torch.Tensor:
     """``model.encode_text`` computed on length buckets, each cut after its last end-of-text.
 
     With a causal mask and pooling at end-of-text, padding after it cannot change the output,
@@ -131,18 +136,28 @@ def encode_text_trimmed(
 class _Batches(torch.utils.data.IterableDataset):
     """Generates training batches ``start..stop-1`` (in a worker process when asked)."""
 
-    def __init__(self, tok, seed, start, stop, batch_size, grid, shape_only_p, shape_only_from):
+    def __init__(
+        self,
+        tok: SceneTokenizer,
+        seed: int,
+        start: int,
+        stop: int,
+        batch_size: int,
+        grid: tuple[int, int],
+        shape_only_p: float,
+        shape_only_from: int,
+    ) -> None:
         self.tok, self.seed, self.start, self.stop = tok, seed, start, stop
         self.batch_size, self.grid = batch_size, grid
         self.shape_only_p, self.shape_only_from = shape_only_p, shape_only_from
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         for step in range(self.start, self.stop):
             p = self.shape_only_p if step >= self.shape_only_from else 0.0
             yield make_batch(self.tok, self.seed, step, self.batch_size, self.grid, p)
 
 
-def _keys(pairs) -> np.ndarray:
+def _keys(pairs: Iterable[tuple[str | None, str]]) -> np.ndarray:
     """Indicator over the (colour, shape) pairs; a ``None`` colour marks a shape-only mention
     and is left out here (see :func:`_shape_keys`)."""
     colours = {c: i for i, c in enumerate(COLOURS)}
@@ -154,7 +169,7 @@ def _keys(pairs) -> np.ndarray:
     return out
 
 
-def _shape_keys(shapes) -> np.ndarray:
+def _shape_keys(shapes: Iterable[str]) -> np.ndarray:
     out = np.zeros(len(SHAPES), dtype=np.float32)
     for s in shapes:
         out[SHAPES.index(s)] = 1.0
@@ -170,7 +185,9 @@ def _shape_only_text(template: dict, shapes: list[str]) -> str:
     return " ".join(words).replace(" ,", ",")
 
 
-def _shape_only_captions(sample, rng: np.random.Generator):
+def _shape_only_captions(
+    sample: Sample, rng: np.random.Generator
+) -> tuple[list[str], list[list[str]], list[str]]:
     """The sample's caption without colour words ("a circle and a star"), and two negatives
     that each replace one shape by a shape absent from the scene. Colours are the easy cue;
     these captions can only be matched by shape, which forces the towers to learn shapes."""
@@ -191,9 +208,9 @@ def make_batch(
     seed: int,
     step: int,
     batch_size: int,
-    grid,
+    grid: tuple[int, int],
     shape_only_p: float = 0.0,
-) -> dict:
+) -> dict[str, Any]:
     """Batch ``step`` of the training stream (deterministic in the arguments).
 
     Args:
@@ -208,7 +225,14 @@ def make_batch(
     base = 10_000_000 * (seed + 1) + step * batch_size
     samples = generate_batch(range(base, base + batch_size))
     rng = np.random.default_rng([seed, step, 11])
-    pos_texts, neg_texts, pos_pairs, neg_pairs, pos_shapes, neg_shapes = [], [], [], [], [], []
+    pos_texts: list[str] = []
+    neg_texts: list[str] = []
+    # (colour, shape) mentions per caption; empty for shape-only captions.
+    pos_pairs: list[Sequence[tuple[str, str]]] = []
+    neg_pairs: list[Sequence[tuple[str, str]]] = []
+    # Shapes per shape-only caption; empty for colour-and-shape captions.
+    pos_shapes: list[list[str]] = []
+    neg_shapes: list[list[str]] = []
     for s in samples:
         if shape_only_p > 0 and rng.random() < shape_only_p:
             shapes, negs, texts = _shape_only_captions(s, rng)
@@ -220,11 +244,11 @@ def make_batch(
             neg_shapes += negs
             continue
         kinds = rng.choice(len(_NEG_KINDS), 2, replace=False, p=_NEG_PROBS)
-        negs = [s.hard_negative(_NEG_KINDS[k], seed=int(rng.integers(2**31))) for k in kinds]
+        neg_caps = [s.hard_negative(_NEG_KINDS[k], seed=int(rng.integers(2**31))) for k in kinds]
         pos_texts.append(s.text)
-        neg_texts += [c.text for c in negs]
+        neg_texts += [c.text for c in neg_caps]
         pos_pairs.append(s.caption.mentions)
-        neg_pairs += [c.mentions for c in negs]
+        neg_pairs += [c.mentions for c in neg_caps]
         pos_shapes.append([])
         neg_shapes += [[], []]
     rows, cols = grid
@@ -232,8 +256,8 @@ def make_batch(
     for i, s in enumerate(samples):
         if rng.random() < _AUG_P:
             named = np.zeros(rows * cols, dtype=bool)
-            for o in s.named:
-                named |= s.patch_mask(o, grid)
+            for j in s.named:
+                named |= s.patch_mask(j, grid)
             drop[i] = (~named) & (rng.random(rows * cols) < rng.uniform(0.2, 0.6))
     # Per-patch shape labels for the auxiliary head: 1 + shape index where an object covers at
     # least a fifth of the patch, else 0 (background).
@@ -256,14 +280,21 @@ def make_batch(
     }
 
 
-def _apply_drop(pixels: torch.Tensor, drop: torch.Tensor, grid) -> torch.Tensor:
+def _apply_drop(pixels: torch.Tensor, drop: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     rows, cols = grid
     h, w = pixels.shape[2:]
     m = drop.view(-1, rows, cols).repeat_interleave(h // rows, 1).repeat_interleave(w // cols, 2)
     return pixels * (~m).unsqueeze(1).float()
 
 
-def _loss(model, batch, grid, mean, std, aux_head=None):
+def _loss(
+    model: CLIP,
+    batch: dict[str, Any],
+    grid: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    aux_head: torch.nn.Linear | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     b = len(batch["pos"])
     pixels = _apply_drop(arrays_to_tensor(list(batch["pixels"]), mean, std), batch["drop"], grid)
     model.visual.output_tokens = True
@@ -551,14 +582,25 @@ def _without_resume(argv: list[str]) -> list[str]:
     return out
 
 
-def _write_outputs(out, model, tok, cfg, args, final, history, elapsed, n_params, argv) -> None:
+def _write_outputs(
+    out: Path,
+    model: CLIP,
+    tok: SceneTokenizer,
+    cfg: dict[str, Any],
+    args: argparse.Namespace,
+    final: dict[str, float],
+    history: list[dict[str, Any]],
+    elapsed: float,
+    n_params: int,
+    argv: list[str],
+) -> None:
     from fixlip_captum.models import MODEL_NAME
 
     sd = {k: v.detach().to(torch.float16) for k, v in model.state_dict().items()}
     torch.save(sd, out / f"{MODEL_NAME}.pt")
     (out / f"{MODEL_NAME}.json").write_text(json.dumps(cfg, indent=2) + "\n")
     tok.save(out / f"{MODEL_NAME}-tokenizer.json")
-    card = {
+    card: dict[str, Any] = {
         "name": MODEL_NAME,
         "architecture": "open_clip CLIP: ViT image tower (CLS pooling) + causal text tower "
         "pooled at the end-of-text token (pool_type 'eos')",

@@ -19,6 +19,7 @@ from fixlip_captum.plot._common import (
     make_canvas,
     outline_player,
     panel_grid,
+    panel_title,
 )
 
 __all__ = ["clique_members", "plot_cliques"]
@@ -90,7 +91,8 @@ def plot_cliques(
             for p in np.flatnonzero(keep[: ctx.n_image]):
                 outline_player(canvas, int(p), colour="#ffb000", lw=1.2)
         n_img, n_txt = int(keep[: ctx.n_image].sum()), int(keep[ctx.n_image :].sum())
-        ax.set_title(
+        panel_title(
+            ax,
             f"{title}: {n_img} patches + {n_txt} tokens\nsurrogate value {fmt(float(value))}",
             fontsize=9,
         )

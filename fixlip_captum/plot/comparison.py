@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from matplotlib.figure import Figure
 from shapiq import InteractionValues
 
+from fixlip_captum.interaction_values import ExplanationContext
 from fixlip_captum.plot._common import (
     add_colourbar,
     check_kinds,
@@ -20,6 +21,7 @@ from fixlip_captum.plot._common import (
     get_context,
     make_canvas,
     panel_grid,
+    panel_title,
     symmetric_limit,
     top_pairs,
 )
@@ -27,8 +29,9 @@ from fixlip_captum.plot._common import (
 __all__ = ["plot_comparison"]
 
 
-def _same_pair(explanations: Mapping[str, InteractionValues]):
-    ctx0, name0 = None, None
+def _same_pair(explanations: Mapping[str, InteractionValues]) -> ExplanationContext:
+    ctx0: ExplanationContext | None = None
+    name0 = ""
     for name, iv in explanations.items():
         if not isinstance(iv, InteractionValues):
             raise TypeError(f"{name!r} is a {type(iv).__name__}, not an InteractionValues.")
@@ -108,7 +111,7 @@ def plot_comparison(
         draw_patch_values(canvas, phi[: ctx.n_image], vmax)
         draw_grid_lines(canvas)
         draw_tokens(canvas, phi[ctx.n_image :], vmax)
-        ax_map.set_title("first-order" if iv.max_order >= 2 else "attribution", fontsize=8)
+        panel_title(ax_map, "first-order" if iv.max_order >= 2 else "attribution", fontsize=8)
 
         canvas = make_canvas(ax_edges, ctx, fontsize=fontsize)
         draw_image(canvas, fade=0.55)
@@ -118,9 +121,9 @@ def plot_comparison(
             # widths relative to the row's strongest edge: pair terms are often much smaller
             # than first-order values, and hairlines would hide them
             draw_edges(canvas, pairs, symmetric_limit([v for _, _, v in pairs]), max_width=3.0)
-            ax_edges.set_title(edge_summary(pairs, kinds), fontsize=7)
+            panel_title(ax_edges, edge_summary(pairs, kinds), fontsize=7)
         else:
-            ax_edges.set_title("no interactions (first-order method)", fontsize=7, color="0.4")
+            panel_title(ax_edges, "no interactions (first-order method)", fontsize=7, color="0.4")
         add_colourbar(grid.fig, grid.colourbars[r], vmax, "value")
         ax_map.text(
             -0.04,

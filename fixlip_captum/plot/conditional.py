@@ -24,6 +24,7 @@ from fixlip_captum.plot._common import (
     outline_player,
     pair_matrix,
     panel_grid,
+    panel_title,
     symmetric_limit,
 )
 
@@ -108,7 +109,7 @@ def _draw_row(
             name = f"'{name}'"
         title = f"interactions with {name}  (φ = {fmt(phi)})"
     if title:
-        ax.set_title(title, fontsize=9)
+        panel_title(ax, title, fontsize=9)
     return vmax
 
 
@@ -177,7 +178,7 @@ def plot_conditional_grid(
     nrows = -(-len(pids) // ncols)
     mat = pair_matrix(iv)
     phi = first_order(iv)
-    vmax = symmetric_limit(mat[pids]) if shared_scale else None
+    shared_vmax = symmetric_limit(mat[pids]) if shared_scale else None
     grid = panel_grid(
         ctx,
         nrows,
@@ -192,7 +193,7 @@ def plot_conditional_grid(
             ax.set_axis_off()
             continue
         pid = pids[n]
-        _draw_row(ax, ctx, pid, mat[pid], phi[pid], vmax, fontsize, None)
-    if shared_scale:
-        add_colourbar(grid.fig, grid.colourbars[0], float(vmax), "pair interaction")
+        _draw_row(ax, ctx, pid, mat[pid], phi[pid], shared_vmax, fontsize, None)
+    if shared_vmax is not None:
+        add_colourbar(grid.fig, grid.colourbars[0], shared_vmax, "pair interaction")
     return grid.fig

@@ -25,6 +25,7 @@ from fixlip_captum.plot._common import (
     main_effects,
     make_canvas,
     panel_grid,
+    panel_title,
     symmetric_limit,
     top_pairs,
 )
@@ -95,7 +96,7 @@ def draw_joint(
         if pairs:
             title += f"\n{edge_summary(pairs, kinds)}"
     if title:
-        ax.set_title(title, fontsize=9)
+        panel_title(ax, title, fontsize=9)
     return vmax
 
 

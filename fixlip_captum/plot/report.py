@@ -49,7 +49,9 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; }
 def figure_to_base64(fig: Figure, *, dpi: int = 110, close: bool = True) -> str:
     """PNG bytes of ``fig`` as a base64 string (closes the figure unless ``close=False``)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    # No bbox_inches="tight": it draws the figure twice, and our panel figures are already
+    # placed to the inch by panel_grid.
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     if close:
         plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
@@ -106,7 +108,7 @@ def render_report(
         "v(full) - v(empty)": (
             None if ctx.v_full is None or ctx.v_empty is None else ctx.v_full - ctx.v_empty
         ),
-        "patches (grid)": f"{ctx.n_image} ({ctx.grid[0]} x {ctx.grid[1]})",
+        "patches (grid)": "{} ({} x {})".format(ctx.n_image, *ctx.patch_grid()),
         "text tokens": ctx.n_text,
     }
     parts.append("<h2>Scores</h2>" + _kv_table({k: v for k, v in summary.items()}))

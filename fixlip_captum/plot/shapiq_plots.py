@@ -9,9 +9,12 @@ which takes minutes at 200+ players). All functions pass ``show=False`` and retu
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import matplotlib.pyplot as plt
 import networkx as nx
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 from shapiq import InteractionValues
@@ -37,12 +40,23 @@ __all__ = [
     "plot_waterfall",
 ]
 
+T = TypeVar("T")
+
+
+def _returned(result: T | None, name: str) -> T:
+    """What a shapiq plot returned with ``show=False`` (it returns ``None`` only when it
+    showed the plot itself)."""
+    if result is None:
+        raise RuntimeError(f"shapiq's {name} returned no figure; please report this.")
+    return result
+
 
 def player_names(ctx: ExplanationContext, *, short: bool = False) -> list[str]:
     """Readable names of all players: ``"patch (r, c)"`` (or ``"(r,c)"``) then the tokens."""
     names = []
+    cols = ctx.patch_grid()[1]
     for i in range(ctx.n_image):
-        r, c = divmod(i, ctx.grid[1])
+        r, c = divmod(i, cols)
         names.append(f"({r},{c})" if short else f"patch ({r}, {c})")
     return names + token_labels(ctx)
 
@@ -99,7 +113,7 @@ def plot_si_graph(
     kinds = check_kinds(edge_kinds)
     if n_interactions < 0:
         raise ValueError("n_interactions must be >= 0.")
-    rows, cols = ctx.grid
+    rows, cols = ctx.patch_grid()
     mains = main_effects(iv)
     pairs = top_pairs(iv, n_interactions, kinds, n_image=ctx.n_image)
     if n_nodes is None:
@@ -153,18 +167,21 @@ def plot_si_graph(
     # every player is a graph node (so every patch gets its thumbnail), even without a term
     graph = nx.Graph()
     graph.add_nodes_from((i, {"label": names[i]}) for i in range(iv.n_players))
-    fig, ax = si_graph_plot(
-        sub,
-        graph=graph,
-        show=False,
-        n_interactions=None,
-        feature_names=names,
-        pos=pos,
-        circular_layout=False,
-        size_factor=3.0 * size_factor,
-        node_size_scaling=scaling,
-        feature_image_patches=patches,
-        feature_image_patches_size=size,
+    fig, ax = _returned(
+        si_graph_plot(
+            sub,
+            graph=graph,
+            show=False,
+            n_interactions=None,
+            feature_names=names,
+            pos=pos,
+            circular_layout=False,
+            size_factor=3.0 * size_factor,
+            node_size_scaling=scaling,
+            feature_image_patches=patches,
+            feature_image_patches_size=size,
+        ),
+        "si_graph_plot",
     )
     if patches is not None:
         _recentre_thumbnails(ax, size)
@@ -191,7 +208,7 @@ def plot_si_graph(
     return fig
 
 
-def _recentre_thumbnails(ax, size: float) -> None:
+def _recentre_thumbnails(ax: Axes, size: float) -> None:
     """Move shapiq's patch thumbnails onto their nodes.
 
     shapiq shifts each thumbnail radially away from the origin by ``1.55 * size`` (made for
@@ -241,7 +258,7 @@ def plot_upset(
         figsize=figsize,
         show=False,
     )
-    return fig
+    return _returned(fig, "upset_plot")
 
 
 def plot_sentence(
@@ -271,16 +288,19 @@ def plot_sentence(
         text_vals = main_effects(iv)[ctx.n_image :]
     else:
         raise ValueError(f"values must be 'first_order' or 'main', not {values!r}.")
-    terms = [(j,) for j in range(ctx.n_text)]
+    terms: list[tuple[int, ...]] = [(j,) for j in range(ctx.n_text)]
     sub = _terms_subset(iv, terms, list(text_vals), n_players=ctx.n_text)
     if max_score is None:
         max_score = float(np.max(np.abs(text_vals))) or 1.0
-    fig, _ = sentence_plot(
-        sub,
-        token_labels(ctx),
-        chars_per_line=chars_per_line,
-        max_score=max_score,
-        show=False,
+    fig, _ = _returned(
+        sentence_plot(
+            sub,
+            token_labels(ctx),
+            chars_per_line=chars_per_line,
+            max_score=max_score,
+            show=False,
+        ),
+        "sentence_plot",
     )
     return fig
 
@@ -320,7 +340,9 @@ def _top_players_explanation(iv: InteractionValues, k: int) -> tuple[Interaction
     return sub, names
 
 
-def plot_force(iv: InteractionValues, *, k: int = 8, figsize=(15, 4)) -> Figure:
+def plot_force(
+    iv: InteractionValues, *, k: int = 8, figsize: tuple[float, float] = (15, 4)
+) -> Figure:
     """shapiq's force plot of the ``k`` players with the largest ``|phi|``.
 
     The remaining players are one aggregated term and, for order-2 explanations with
@@ -336,7 +358,14 @@ def plot_force(iv: InteractionValues, *, k: int = 8, figsize=(15, 4)) -> Figure:
         The figure.
     """
     sub, names = _top_players_explanation(iv, k)
-    return force_plot(sub, feature_names=names, abbreviate=False, figsize=figsize, show=False)
+    fig = force_plot(
+        sub,
+        feature_names=names,
+        abbreviate=False,
+        figsize=figsize,  # type: ignore[arg-type]  # shapiq types it as ints; floats work
+        show=False,
+    )
+    return _returned(fig, "force_plot")
 
 
 def plot_waterfall(iv: InteractionValues, *, k: int = 10) -> Figure:
@@ -354,7 +383,7 @@ def plot_waterfall(iv: InteractionValues, *, k: int = 10) -> Figure:
     sub, names = _top_players_explanation(iv, k)
     # shapiq's waterfall draws on pyplot's current figure: give it a fresh one
     fig = plt.figure()
-    ax = waterfall_plot(
+    waterfall_plot(
         sub, feature_names=names, abbreviate=False, max_display=len(names) + 1, show=False
     )
-    return ax.figure if ax is not None else fig
+    return fig

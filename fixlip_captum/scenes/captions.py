@@ -184,7 +184,7 @@ def render_caption(
         text=text,
         words=words,
         word_objects=owners,
-        mentions=tuple(tuple(m) for m in mentions),
+        mentions=tuple((colour, shape) for colour, shape in mentions),
         mention_objects=tuple(mention_objects),
         word_spans=spans,
         template=template,
@@ -216,7 +216,7 @@ def _swap(sample: Sample, rng: np.random.Generator, attr: int) -> Caption:
             others = [v for v in pool if v != own]
         mentions[0][attr] = others[int(rng.integers(len(others)))]
         owners[0] = None
-    return render_caption([tuple(m) for m in mentions], owners, cap.template)
+    return render_caption([(colour, shape) for colour, shape in mentions], owners, cap.template)
 
 
 def colour_swap_caption(sample: Sample, rng: np.random.Generator) -> Caption:

@@ -208,7 +208,8 @@ class Sample:
         """
         mask = self.objects[self._object_index(obj)].mask
         rows, cols = _as_grid(grid)
-        idx = pixel_patch_index(*mask.shape, (rows, cols)).ravel()
+        height, width = mask.shape
+        idx = pixel_patch_index(height, width, (rows, cols)).ravel()
         covered = np.bincount(idx, weights=mask.ravel().astype(np.float64), minlength=rows * cols)
         total = np.bincount(idx, minlength=rows * cols)
         return covered / total
@@ -306,7 +307,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     coarse = rng.standard_normal((coarse_n, coarse_n), dtype=np.float32)
     # Bilinear upsampling through PIL keeps this fast and dependency-free.
     blotch = np.array(
-        Image.fromarray(coarse, mode="F").resize((size, size), Image.BILINEAR), dtype=np.float32
+        Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BILINEAR),
+        dtype=np.float32,
     )
     blotch *= np.float32(rng.uniform(8, 22))
     if rng.random() < 0.4:  # faint stripes for texture variety
