@@ -9,7 +9,7 @@ warm-up call (fonts, caches) and the fastest run is kept, because the developmen
 shared. The baseline, measured in the same run for every figure, is a bare matplotlib figure
 of the same size showing only the image, saved the same way: ``ratio`` = figure / baseline
 is the cost of our drawing relative to what any figure of that size costs on this machine.
-The HTML report (``write_report``: joint view + 20-panel conditional grid at 110 dpi +
+The HTML report (``write_report``: joint view + 20-panel conditional grid at 100 dpi +
 tables) is timed as a whole.
 
 Writes ``plot_speed.md`` into ``--out``.

@@ -461,6 +461,13 @@ def test_display_image_undoes_normalisation():
     assert clip._mean_std()[0].flatten().tolist() == pytest.approx(
         [0.48145466, 0.4578275, 0.40821073]
     )
+    # a processor with half a normalisation is refused, not completed with a guess
+    adapter = get_adapter(FAMILIES["clip"][0](), FAMILIES["clip"][1]())
+    # a copy: the test processors are cached and shared with other tests
+    adapter.image_processor = copy.deepcopy(adapter.image_processor)
+    adapter.image_processor.image_std = None
+    with pytest.raises(ValueError, match="only one of image_mean / image_std"):
+        adapter._mean_std()
 
 
 # ---------------------------------------------------------------------------------------

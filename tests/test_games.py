@@ -103,7 +103,7 @@ def test_values_are_pairwise_similarities_and_joint_agrees(adapter, masking):
         for b in (0, 3, 6):
             img = adapter.encode_image(pixels, image_masks[a : a + 1], masking)
             txt = adapter.encode_text(text, text_masks[b : b + 1])
-            ref = float(adapter.similarity(img, txt))
+            ref = float(adapter.similarity(img, txt).detach())
             assert float(values[a, b]) == pytest.approx(ref, abs=ATOL)
     # The joint game on the same coalitions (rows = all pairs) gives the same values.
     joint = JointGame(adapter, pixels, CAPTION, image_masking=masking, batch_size=3)

@@ -161,6 +161,12 @@ class HFAdapterBase(DualEncoderAdapter):
             mean, std = (0.0,) * 3, (1.0,) * 3
         elif ip_mean is not None and ip_std is not None:
             mean, std = ip_mean, ip_std
+        elif ip_mean is not None or ip_std is not None:
+            # half a normalisation: guessing the other half would silently shift every pixel
+            raise ValueError(
+                f"The image processor {type(ip).__name__} defines only one of image_mean / "
+                "image_std; set both (or do_normalize=False) so masked pixels match the model."
+            )
         else:
             mean, std = self._default_mean_std
         return (

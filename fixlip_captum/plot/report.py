@@ -46,7 +46,7 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; }
 """
 
 
-def figure_to_base64(fig: Figure, *, dpi: int = 110, close: bool = True) -> str:
+def figure_to_base64(fig: Figure, *, dpi: int = 100, close: bool = True) -> str:
     """PNG bytes of ``fig`` as a base64 string (closes the figure unless ``close=False``)."""
     buf = io.BytesIO()
     # No bbox_inches="tight": it draws the figure twice, and our panel figures are already
@@ -88,7 +88,7 @@ def render_report(
     n_table: int = 20,
     k_edges: int = 10,
     conditional: bool = True,
-    dpi: int = 110,
+    dpi: int = 100,
 ) -> str:
     """The report as an HTML string; see :func:`write_report`."""
     t0 = time.perf_counter()
@@ -192,7 +192,7 @@ def write_report(
     n_table: int = 20,
     k_edges: int = 10,
     conditional: bool = True,
-    dpi: int = 110,
+    dpi: int = 100,
 ) -> Path:
     """Write a self-contained HTML page explaining one image-text pair.
 
