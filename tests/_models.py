@@ -360,3 +360,22 @@ def tiny_open_clip_clip_2x2():
     with torch.no_grad():
         model.logit_scale.fill_(2.0)
     return model.eval()
+
+
+# ---------------------------------------------------------------------------------------
+# (model builder, tokenizer/processor builder) of every supported family, for the tests that
+# run over several of them
+# ---------------------------------------------------------------------------------------
+
+MODEL_FAMILIES = {
+    "open_clip": (tiny_open_clip_clip, open_clip_bpe_tokenizer),
+    "open_clip_siglip": (tiny_open_clip_siglip, siglip_word_tokenizer),
+    "hf_clip": (tiny_hf_clip, hf_clip_processor),
+    "hf_siglip": (tiny_hf_siglip, hf_siglip_processor),
+    "hf_siglip2": (tiny_hf_siglip2, hf_siglip2_processor),
+}
+# the two open_clip families under the short names the open_clip-only tests use
+OPEN_CLIP_FAMILIES = {
+    "clip": MODEL_FAMILIES["open_clip"],
+    "siglip": MODEL_FAMILIES["open_clip_siglip"],
+}

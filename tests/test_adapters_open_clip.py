@@ -14,6 +14,7 @@ import open_clip
 import pytest
 import torch
 from _models import (
+    OPEN_CLIP_FAMILIES,
     open_clip_bpe_tokenizer,
     random_pixels,
     siglip_word_tokenizer,
@@ -35,10 +36,7 @@ def _no_grad():
 
 CAPTION = "a red cat on the grass"
 ATOL = 1e-5
-FAMILIES = {
-    "clip": (tiny_open_clip_clip, open_clip_bpe_tokenizer),
-    "siglip": (tiny_open_clip_siglip, siglip_word_tokenizer),
-}
+FAMILIES = OPEN_CLIP_FAMILIES
 
 
 @pytest.fixture(params=sorted(FAMILIES))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from _models import (
+    OPEN_CLIP_FAMILIES,
     hf_clip_processor,
     hf_siglip2_processor,
     hf_siglip_processor,
@@ -16,7 +17,6 @@ from _models import (
     tiny_hf_clip,
     tiny_hf_siglip,
     tiny_hf_siglip2,
-    tiny_open_clip_clip,
     tiny_open_clip_clip_2x2,
     tiny_open_clip_siglip,
 )
@@ -31,10 +31,7 @@ torch.set_num_threads(1)
 
 CAPTION = "a red cat"
 BUDGET = 2**11  # 8 text masks (all of 2^3) x 256 image masks
-FAMILIES = {
-    "clip": (tiny_open_clip_clip, open_clip_bpe_tokenizer),
-    "siglip": (tiny_open_clip_siglip, siglip_word_tokenizer),
-}
+FAMILIES = OPEN_CLIP_FAMILIES
 
 
 @pytest.fixture(params=sorted(FAMILIES))

@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from _models import (
-    open_clip_bpe_tokenizer,
+    OPEN_CLIP_FAMILIES,
     random_pixels,
-    siglip_word_tokenizer,
-    tiny_open_clip_clip,
-    tiny_open_clip_siglip,
 )
 
 from fixlip_captum.adapters import get_adapter
@@ -19,10 +16,7 @@ torch.set_num_threads(1)
 
 CAPTION = "a red cat on the grass"
 ATOL = 1e-5
-FAMILIES = {
-    "clip": (tiny_open_clip_clip, open_clip_bpe_tokenizer),
-    "siglip": (tiny_open_clip_siglip, siglip_word_tokenizer),
-}
+FAMILIES = OPEN_CLIP_FAMILIES
 
 
 @pytest.fixture(params=sorted(FAMILIES))

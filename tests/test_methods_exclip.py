@@ -6,17 +6,14 @@ import numpy as np
 import pytest
 import torch
 from _models import (
+    MODEL_FAMILIES,
     hf_clip_processor,
-    hf_siglip2_processor,
     hf_siglip_processor,
     open_clip_bpe_tokenizer,
     random_pil_image,
-    siglip_word_tokenizer,
     tiny_hf_clip,
     tiny_hf_siglip,
-    tiny_hf_siglip2,
     tiny_open_clip_clip,
-    tiny_open_clip_siglip,
 )
 
 from fixlip_captum.adapters import get_adapter
@@ -24,13 +21,7 @@ from fixlip_captum.methods._towers import Towers
 from fixlip_captum.methods.exclip import ExCLIP
 
 CAPTION = "a red cat on the grass"
-FAMILIES = {
-    "open_clip": (tiny_open_clip_clip, open_clip_bpe_tokenizer),
-    "open_clip_siglip": (tiny_open_clip_siglip, siglip_word_tokenizer),
-    "hf_clip": (tiny_hf_clip, hf_clip_processor),
-    "hf_siglip": (tiny_hf_siglip, hf_siglip_processor),
-    "hf_siglip2": (tiny_hf_siglip2, hf_siglip2_processor),
-}
+FAMILIES = MODEL_FAMILIES
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))

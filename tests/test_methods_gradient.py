@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _models import (
+    MODEL_FAMILIES,
     hf_clip_processor,
     hf_siglip2_processor,
     hf_siglip_processor,
@@ -26,10 +27,7 @@ from fixlip_captum.methods.game import GAME
 from fixlip_captum.methods.grad_eclip import GradECLIP
 
 CAPTION = "a red cat on the grass"
-FAMILIES = {
-    "open_clip": (tiny_open_clip_clip, open_clip_bpe_tokenizer),
-    "hf_clip": (tiny_hf_clip, hf_clip_processor),
-}
+FAMILIES = {name: MODEL_FAMILIES[name] for name in ("open_clip", "hf_clip")}
 
 
 @pytest.fixture(params=list(FAMILIES))
