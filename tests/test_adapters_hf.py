@@ -23,11 +23,11 @@ from _models import (
 )
 
 from fixlip_captum.adapters import get_adapter
-from fixlip_captum.adapters._common import map_head_over_nothing
-from fixlip_captum.adapters._hf_common import l2_normalize
 from fixlip_captum.adapters.hf_clip import HFCLIPAdapter
+from fixlip_captum.adapters.hf_dual_encoder import l2_normalize
 from fixlip_captum.adapters.hf_siglip import HFSiglipAdapter
 from fixlip_captum.adapters.hf_siglip2 import HFSiglip2Adapter
+from fixlip_captum.adapters.masking import map_head_over_nothing
 
 torch.set_num_threads(1)
 
@@ -176,11 +176,11 @@ def test_tokenize_players_labels_and_padding(family):
         # start, 3 words, end; no padding (CLIP is causal and pools at end-of-text).
         assert text.input_ids.numel() == 5
         assert text.player_positions.tolist() == [1, 2, 3]
-        assert text.extra["pool_position"] == 4
+        assert text.pool_position == 4
     else:
         # SigLIP pads to the context and pools at the last position.
         assert text.input_ids.numel() == 12
-        assert text.extra["pool_position"] == 11
+        assert text.pool_position == 11
         first = 0 if family == "siglip" else 1  # SigLIP2's tokenizer adds a start token
         assert text.player_positions.tolist() == [first, first + 1, first + 2]
         # The tokenizer's padding mask is kept as it is.
@@ -571,7 +571,7 @@ def test_clip_legacy_eos_rule_pools_at_the_largest_id():
     top = model.config.text_config.vocab_size - 1
     ids = [0, 5, 6, top, 1, 1]
     text = adapter.tokenize(ids)
-    assert text.extra["pool_position"] == 3
+    assert text.pool_position == 3
     assert text.player_positions.tolist() == [1, 2]
     g = torch.Generator().manual_seed(14)
     pixels = torch.randn(1, 3, 32, 32, generator=g)
@@ -593,4 +593,4 @@ def test_pooled_word_is_kept_and_not_a_player():
         text = adapter.tokenize("a red cat")
     assert text.labels == ["a", "red"]
     assert text.player_positions.tolist() == [9, 10]
-    assert text.extra["pool_position"] == 11
+    assert text.pool_position == 11

@@ -24,7 +24,7 @@ from _models import (
 from PIL import Image
 
 from fixlip_captum.adapters import OpenCLIPAdapter, UnsupportedModelError, get_adapter
-from fixlip_captum.adapters._common import map_head_over_nothing
+from fixlip_captum.adapters.masking import map_head_over_nothing
 
 
 @pytest.fixture(autouse=True)
@@ -109,11 +109,11 @@ def test_tokenize_players_and_labels(family):
         # [SOT] a red cat on the grass [EOT] 0 ...: players at 1..6, pooled at the EOT.
         assert text.player_positions.tolist() == [1, 2, 3, 4, 5, 6]
         assert int(text.input_ids[0]) == tokenizer.sot_token_id
-        assert text.extra["pool_position"] == 7
+        assert text.pool_position == 7
     else:
         # SigLIP layout: no start token, EOS == PAD, pooled at the last position.
         assert text.player_positions.tolist() == [0, 1, 2, 3, 4, 5]
-        assert text.extra["pool_position"] == adapter.context_length - 1
+        assert text.pool_position == adapter.context_length - 1
     # Ids (list or tensor, unpadded or padded) give the same TextInput.
     short = text.input_ids[: text.extra["end_position"] + 1]
     for ids in (short.tolist(), short, text.input_ids[None]):
@@ -223,7 +223,7 @@ def test_text_key_mask_equals_token_removal(family):
     coalitions[0] = False
     got = adapter.encode_text(text, coalitions)
     ids = text.input_ids[None]
-    pool = text.extra["pool_position"]
+    pool = text.pool_position
     for row, keep_players in enumerate(coalitions):
         keep = torch.ones(ids.shape[1], dtype=torch.bool)
         keep[text.player_positions] = keep_players

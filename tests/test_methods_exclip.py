@@ -49,7 +49,7 @@ def test_embeddings_are_the_models_and_model_untouched():
     adapter = get_adapter(model, tok)
     px = adapter.preprocess_image(random_pil_image(1))
     text = adapter.tokenize(CAPTION)
-    towers = Towers(model)
+    towers = Towers(model, get_adapter(model))
     with torch.no_grad():
         e_i = towers.encode_image(px)[0]
         e_t = towers.encode_text(text.input_ids[None], text.attention_mask[None])[0]

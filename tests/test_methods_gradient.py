@@ -53,7 +53,7 @@ def _hooks(model) -> int:
 
 def test_recorder_reproduces_model_and_single_head_does_not(family):
     _, model, _, adapter, px, text = family
-    towers = Towers(model)
+    towers = Towers(model, get_adapter(model))
     ids, mask = text.input_ids[None], text.attention_mask[None]
     with torch.no_grad():
         ref_i, ref_t = towers.encode_image(px), towers.encode_text(ids, mask)
@@ -76,7 +76,7 @@ def test_open_clip_recorded_attention_is_the_modules_own():
     model = tiny_open_clip_clip()
     adapter = get_adapter(model, open_clip_bpe_tokenizer())
     px = adapter.preprocess_image(random_pil_image(1))
-    towers = Towers(model)
+    towers = Towers(model, get_adapter(model))
     block = towers.image_blocks[-1]
     seen = {}
     handle = block.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0]))

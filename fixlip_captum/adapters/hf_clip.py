@@ -6,14 +6,15 @@ from typing import Any
 
 import torch
 from transformers import CLIPModel
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from ._common import kept_count_groups
-from ._hf_common import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, HFAdapterBase
+from fixlip_captum.adapters.hf_dual_encoder import HFDualEncoderAdapter
+from fixlip_captum.adapters.masking import kept_count_groups
 
 __all__ = ["HFCLIPAdapter"]
 
 
-class HFCLIPAdapter(HFAdapterBase):
+class HFCLIPAdapter(HFDualEncoderAdapter):
     """Masked encoding for a transformers :class:`~transformers.CLIPModel`.
 
     Players: the ``rows x cols`` image patches (row-major), then the caption's tokens between
@@ -48,6 +49,7 @@ class HFCLIPAdapter(HFAdapterBase):
     _model_types = (CLIPModel,)
     _default_mean_std = (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
     _pools_last = False
+    _class_token = True
 
     def __init__(self, model: CLIPModel, tokenizer_or_processor: Any = None) -> None:
         super().__init__(model, tokenizer_or_processor)

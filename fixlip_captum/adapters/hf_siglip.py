@@ -7,13 +7,13 @@ from typing import Any
 import torch
 from transformers import SiglipModel
 
-from ._common import kept_count_groups, map_head_over_nothing
-from ._hf_common import HFAdapterBase
+from fixlip_captum.adapters.hf_dual_encoder import HFDualEncoderAdapter
+from fixlip_captum.adapters.masking import kept_count_groups, map_head_over_nothing
 
 __all__ = ["HFSiglipAdapter"]
 
 
-class HFSiglipAdapter(HFAdapterBase):
+class HFSiglipAdapter(HFDualEncoderAdapter):
     """Masked encoding for a transformers :class:`~transformers.SiglipModel`.
 
     Players: the ``rows x cols`` image patches (row-major), then the caption's tokens

@@ -7,13 +7,13 @@ from typing import Any
 import torch
 from transformers import Siglip2Model
 
-from ._common import map_head_over_nothing
-from ._hf_common import HFAdapterBase, isqrt_grid
+from fixlip_captum.adapters.hf_dual_encoder import HFDualEncoderAdapter, isqrt_grid
+from fixlip_captum.adapters.masking import map_head_over_nothing
 
 __all__ = ["HFSiglip2Adapter"]
 
 
-class HFSiglip2Adapter(HFAdapterBase):
+class HFSiglip2Adapter(HFDualEncoderAdapter):
     """Masked encoding for a transformers :class:`~transformers.Siglip2Model`.
 
     SigLIP2 takes patchified pixels ``[B, P, C*p*p]`` with ``pixel_attention_mask [B, P]``
@@ -132,6 +132,11 @@ class HFSiglip2Adapter(HFAdapterBase):
             spatial_shapes=spatial.expand(patches.shape[0], 2),
         )
         return out.pooler_output
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        # NaFlex: [B, P, p*p*C] patches, every patch attended.
+        patches = self.patchify(pixel_values)
+        return self._forward(patches, torch.ones(patches.shape[:2], dtype=torch.long))
 
     def _encode_mean(self, pixel_values: torch.Tensor, coalitions: torch.Tensor) -> torch.Tensor:
         patches = self.patchify(pixel_values) * coalitions.unsqueeze(-1)

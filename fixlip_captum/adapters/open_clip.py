@@ -36,26 +36,26 @@ from open_clip.timm_model import TimmModel
 from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 from open_clip.transformer import TextTransformer, VisionTransformer
 
-from fixlip_captum.adapters._common import (
+from fixlip_captum.adapters.attention import multihead_attention_call
+from fixlip_captum.adapters.base import (
+    AttentionCall,
+    DualEncoderAdapter,
+    TextInput,
+    Tower,
+    UnsupportedModelError,
+    check_image_masking,
+)
+from fixlip_captum.adapters.masking import (
     check_coalitions,
+    empty_mean_pool,
     kept_count_groups,
     map_head_over_nothing,
 )
-from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES, DualEncoderAdapter, TextInput
+from fixlip_captum.adapters.tokens import check_token_ids, warn_unknown_words
 
 __all__ = ["OpenCLIPAdapter"]
 
 _BPE_VOCAB_SIZE = 49408
-
-
-def _check_masking(masking: str) -> None:
-    if masking not in IMAGE_MASKINGS:
-        raise ValueError(f"image masking must be one of {IMAGE_MASKINGS}, got {masking!r}.")
-
-
-def _check_value(value: str) -> None:
-    if value not in VALUES:
-        raise ValueError(f"value must be one of {VALUES}, got {value!r}.")
 
 
 def _key_mask(keep: torch.Tensor, heads: int, dtype: torch.dtype) -> torch.Tensor:
@@ -77,27 +77,84 @@ def _int_pair(values: Any) -> tuple[int, int]:
     return first, second
 
 
+def _is_attention_block(block: torch.nn.Module) -> bool:
+    from open_clip.transformer import ResidualAttentionBlock
+
+    return isinstance(block, ResidualAttentionBlock) and isinstance(
+        block.attn, torch.nn.MultiheadAttention
+    )
+
+
+def _attention_of(blocks: tuple[torch.nn.Module, ...]) -> tuple[torch.nn.Module, ...]:
+    """Each block's ``nn.MultiheadAttention``, or ``()`` when some block has another kind."""
+    if not all(_is_attention_block(b) for b in blocks):
+        return ()
+    return tuple(b.get_submodule("attn") for b in blocks)
+
+
+def _blocks(owner: torch.nn.Module, path: str) -> tuple[torch.nn.Module, ...]:
+    blocks = owner.get_submodule(path)
+    if not isinstance(blocks, (torch.nn.ModuleList, torch.nn.Sequential)):
+        raise UnsupportedModelError(
+            f"{type(owner).__name__}.{path} is a {type(blocks).__name__}, not a list of "
+            "transformer blocks; the gradient baselines cannot walk this tower."
+        )
+    return tuple(blocks)
+
+
 class _OpenCLIPViT:
     """open_clip ``VisionTransformer``: class token first, then the patch tokens."""
 
     def __init__(self, visual: VisionTransformer) -> None:
         self.visual = visual
+        if not isinstance(visual.conv1, torch.nn.Conv2d):
+            raise UnsupportedModelError(
+                f"the open_clip VisionTransformer's patch embedding is a "
+                f"{type(visual.conv1).__name__}, not a Conv2d: its patches cannot be masked. "
+                "Explain it through the model-agnostic path (FIxLIP(forward_func))."
+            )
         self.grid = _int_pair(visual.grid_size)
         self.patch = _int_pair(visual.patch_size)
         self.size = _int_pair(visual.image_size)
         self.channels = int(visual.conv1.in_channels)
         self.n_prefix = 1
         self.weight = visual.conv1.weight
+        # "avg" pools the mean of the patch tokens: defined for no patch by the empty-sum rule
+        self.averages = visual.attn_pool is None and visual.pool_type == "avg"
 
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.visual._embeds(pixel_values)
 
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.visual.transformer(tokens)
-        pooled, _ = self.visual._pool(x)
-        if self.visual.proj is not None:
-            pooled = pooled @ self.visual.proj
+        v = self.visual
+        x = v.transformer(tokens)
+        if self.averages and tokens.shape[1] == self.n_prefix:
+            # No patch kept: the mean over no token is zero (empty_mean_pool).
+            pooled = empty_mean_pool(x[:, self.n_prefix :])
+            if v.final_ln_after_pool:
+                pooled = v.ln_post(pooled)
+        else:
+            pooled, _ = v._pool(x)
+        if v.proj is not None:
+            pooled = pooled @ v.proj
         return pooled
+
+    def tower(self) -> Tower:
+        v = self.visual
+        blocks = _blocks(v, "transformer.resblocks")
+        why = ""
+        if v.attn_pool is not None:
+            why = "the open_clip image tower pools with an attention pooler (no class-token query)."
+        elif self.averages:
+            why = "the open_clip image tower averages its patch tokens (no class-token query)."
+        return Tower(
+            blocks=blocks,
+            attention=_attention_of(blocks),
+            batch_first=bool(getattr(v.transformer, "batch_first", True)),
+            n_prefix=self.n_prefix,
+            pool_position=None if why else 0,
+            why=why,
+        )
 
 
 class _TimmViT:
@@ -107,12 +164,22 @@ class _TimmViT:
         self.visual = visual
         trunk = visual.trunk
         self.trunk = trunk
+        proj = getattr(trunk.patch_embed, "proj", None)
+        if not isinstance(proj, torch.nn.Conv2d):
+            raise UnsupportedModelError(
+                f"the image tower's timm {type(trunk).__name__} trunk embeds patches with "
+                f"{type(trunk.patch_embed).__name__} (proj: {type(proj).__name__}), a "
+                "convolutional stem rather than one patchifying Conv2d (as MobileCLIP-B and "
+                "ViTamin do), so its patches cannot be masked as players. Explain it through "
+                "the model-agnostic path (FIxLIP(forward_func)) or use a ViT model."
+            )
         self.grid = _int_pair(trunk.patch_embed.grid_size)
         self.patch = _int_pair(trunk.patch_embed.patch_size)
         self.size = _int_pair(trunk.patch_embed.img_size)
-        self.channels = int(trunk.patch_embed.proj.in_channels)
+        self.channels = int(proj.in_channels)
         self.n_prefix = int(trunk.num_prefix_tokens)
-        self.weight = trunk.patch_embed.proj.weight
+        self.weight = proj.weight
+        self.pool = str(getattr(trunk, "global_pool", ""))
 
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         t = self.trunk
@@ -124,15 +191,41 @@ class _TimmViT:
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         t = self.trunk
         pool = getattr(t, "attn_pool", None)
-        if tokens.shape[1] == 0 and pool is not None:
+        no_patch = tokens.shape[1] == self.n_prefix
+        if no_patch and pool is not None:
             # No token left: attention over zero keys is backend-dependent (zeros or NaN),
             # so the MAP head's output is the shared empty-sum rule; the rest of timm's
             # forward_head (fc_norm, head_drop, head) follows as usual.
             x = map_head_over_nothing(pool, tokens.shape[0]).to(tokens.dtype)
             x = t.head(t.head_drop(t.fc_norm(x)))
+        elif no_patch and self.pool == "avg":
+            # The mean of no patch token is zero (empty_mean_pool), then fc_norm and head.
+            x = empty_mean_pool(tokens[:, self.n_prefix :])
+            x = t.head(t.head_drop(t.fc_norm(x)))
+        elif no_patch and self.pool != "token":
+            raise ValueError(
+                f"image_masking='drop' keeping no patch is undefined for the timm "
+                f"{type(t).__name__}'s {self.pool!r} pooling; use image_masking='mean'."
+            )
         else:
             x = t.forward_head(t.norm(t.blocks(tokens)))
         return self.visual.head(x)
+
+    def tower(self) -> Tower:
+        t = self.trunk
+        blocks = _blocks(t, "blocks")
+        return Tower(
+            blocks=blocks,
+            attention=(),
+            batch_first=True,
+            n_prefix=self.n_prefix,
+            pool_position=None,
+            why=(
+                f"the image tower is a timm {type(t).__name__} trunk ({self.pool!r} pooling, "
+                "timm attention modules), not an open_clip VisionTransformer with a class "
+                "token."
+            ),
+        )
 
 
 class _FlatCLIPText:
@@ -140,12 +233,14 @@ class _FlatCLIPText:
 
     def __init__(self, model: open_clip.CLIP) -> None:
         self.model = model
+        self.owner: torch.nn.Module = model
         self.context_length = int(model.context_length)
         self.heads = int(model.transformer.resblocks[0].attn.num_heads)
         self.pool_type = model.text_pool_type
         self.eos_id = _first_int(getattr(model, "text_eos_id", None))
         self.pad_id: int | None = None
         self.has_cls = False
+        self.vocab_size = int(model.token_embedding.num_embeddings)
 
     def forward(self, ids: torch.Tensor, keep: torch.Tensor, pool_position: int) -> torch.Tensor:
         m = self.model
@@ -164,12 +259,14 @@ class _TextTransformer:
 
     def __init__(self, text: TextTransformer) -> None:
         self.text = text
+        self.owner: torch.nn.Module = text
         self.context_length = int(text.context_length)
         self.heads = int(text.heads)
         self.pool_type = text.pool_type
         self.eos_id = _first_int(getattr(text, "eos_id", None))
-        self.pad_id = int(text.pad_id) if text.use_pad_mask else None
+        self.pad_id = int(text.pad_id) if getattr(text, "use_pad_mask", False) else None
         self.has_cls = text.cls_emb is not None
+        self.vocab_size = int(text.token_embedding.num_embeddings)
 
     def forward(self, ids: torch.Tensor, keep: torch.Tensor, pool_position: int) -> torch.Tensor:
         t = self.text
@@ -190,6 +287,22 @@ class _TextTransformer:
         return _project(pooled, t.text_projection)
 
 
+def _text_tower(text: _FlatCLIPText | _TextTransformer) -> Tower:
+    if text.has_cls:
+        raise UnsupportedModelError(
+            "the gradient baselines do not support open_clip text towers with an appended "
+            "class token (CoCa); use a perturbation method."
+        )
+    blocks = _blocks(text.owner, "transformer.resblocks")
+    transformer = text.owner.get_submodule("transformer")
+    return Tower(
+        blocks=blocks,
+        attention=_attention_of(blocks),
+        batch_first=bool(getattr(transformer, "batch_first", True)),
+        token_embedding=text.owner.get_submodule("token_embedding"),
+    )
+
+
 def _project(x: torch.Tensor, projection: torch.nn.Module | torch.Tensor | None) -> torch.Tensor:
     """Apply open_clip's text projection: a ``Linear``, a ``[width, D]`` matrix or none."""
     if projection is None:
@@ -199,52 +312,78 @@ def _project(x: torch.Tensor, projection: torch.nn.Module | torch.Tensor | None)
     return x @ projection
 
 
-def _unsupported(what: str) -> TypeError:
-    return TypeError(
-        f"{what} is not supported by the open_clip adapter. Supported: open_clip CLIP or "
-        "CustomTextCLIP with a VisionTransformer or a timm VisionTransformer trunk "
-        "(TimmModel) image tower and an open_clip text transformer (not an HF text tower)."
+_SUPPORTED = (
+    "Supported: open_clip CLIP or CustomTextCLIP with an open_clip VisionTransformer or a "
+    "timm VisionTransformer trunk (with a patchifying Conv2d) as image tower, and an "
+    "open_clip text transformer."
+)
+
+
+def _unsupported(what: str, todo: str = "") -> UnsupportedModelError:
+    todo = todo or (
+        "Explain this model through the model-agnostic path (FIxLIP(forward_func) with "
+        "attribute(inputs, feature_mask=...)), or add a model family (docs: 'Add a model "
+        "family')."
     )
+    return UnsupportedModelError(
+        f"{what} is not supported by the open_clip family. {_SUPPORTED} {todo}"
+    )
+
+
+def _vision_tower(visual: torch.nn.Module) -> _OpenCLIPViT | _TimmViT:
+    if isinstance(visual, VisionTransformer):
+        return _OpenCLIPViT(visual)
+    if isinstance(visual, TimmModel):
+        trunk = visual.trunk
+        if _is_timm_vit(trunk):
+            return _TimmViT(visual)
+        raise _unsupported(
+            f"The image tower's timm trunk {type(trunk).__name__} "
+            f"({type(trunk).__module__}, inside open_clip's TimmModel wrapper)"
+        )
+    raise _unsupported(f"The image tower {type(visual).__name__} ({type(visual).__module__})")
 
 
 class OpenCLIPAdapter(DualEncoderAdapter):
     """Masked encoding for open_clip ``CLIP`` and ``CustomTextCLIP`` models.
 
     Args:
-        model: An ``open_clip.CLIP`` or ``open_clip.CustomTextCLIP`` (put it in ``eval()``
-            mode; this adapter does so).
+        model: An ``open_clip.CLIP`` or ``open_clip.CustomTextCLIP``. Every encoding runs it
+            in eval mode; its ``training`` flags are restored afterwards.
         tokenizer: open_clip-style tokenizer: ``tokenizer(texts, context_length=None) ->
-            LongTensor [B, L]``. Special tokens are read from its ``sot_token_id`` /
-            ``eot_token_id`` attributes (or, for wrapped Hugging Face tokenizers,
-            ``tokenizer.tokenizer.bos_token_id`` / ``eos_token_id``), padding from
-            ``pad_token_id`` (default 0). ``None`` uses open_clip's BPE tokenizer when the
-            model has its vocabulary size (49408), and is an error otherwise.
+            LongTensor [B, L]``. Special tokens are read from the tokenizer: start from
+            ``sot_token_id`` (or the wrapped Hugging Face tokenizer's ``bos_token_id`` /
+            ``cls_token_id``), end from ``eot_token_id`` (or ``eos_token_id`` /
+            ``sep_token_id``), padding from ``pad_token_id`` (default 0), and every id in
+            ``all_special_ids`` (but the unknown-word id) is never a player. ``None`` uses
+            open_clip's BPE tokenizer when the model has its vocabulary size (49408), and is
+            an error otherwise.
 
-    Text players are the positions strictly between the start token (when present) and the
-    first end token; positions from the end token on (end, padding) are never players.
+    Text players are the non-special positions strictly between the start token (when
+    present) and the first end token; positions from the end token on (end, padding) are
+    never players.
+
+    Raises:
+        UnsupportedModelError: A tower of the model is not supported (the message names its
+            class and says what to do).
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any = None) -> None:
         if not isinstance(model, (open_clip.CLIP, open_clip.CustomTextCLIP)):
-            raise _unsupported(type(model).__name__)
-        self.model = model.eval()
-
-        visual = model.visual
-        if isinstance(visual, VisionTransformer):
-            self._vision: _OpenCLIPViT | _TimmViT = _OpenCLIPViT(visual)
-        elif isinstance(visual, TimmModel) and _is_timm_vit(visual.trunk):
-            self._vision = _TimmViT(visual)
-        else:
-            raise _unsupported(f"image tower {type(visual).__name__}")
+            raise _unsupported(f"The model {type(model).__name__}")
+        self.model = model
+        self._vision = _vision_tower(model.visual)
 
         if isinstance(model, open_clip.CLIP):
             self._text: _FlatCLIPText | _TextTransformer = _FlatCLIPText(model)
         elif isinstance(model.text, TextTransformer):
             self._text = _TextTransformer(model.text)
         else:
-            raise _unsupported(f"text tower {type(model.text).__name__}")
+            raise _unsupported(
+                f"The text tower {type(model.text).__name__} ({type(model.text).__module__})"
+            )
         if self._text.pool_type not in ("first", "last", "argmax", "eos"):
-            raise _unsupported(f"text pooling {self._text.pool_type!r}")
+            raise _unsupported(f"Text pooling {self._text.pool_type!r}")
 
         if tokenizer is None:
             if getattr(model, "vocab_size", None) != _BPE_VOCAB_SIZE:
@@ -261,17 +400,31 @@ class OpenCLIPAdapter(DualEncoderAdapter):
         self.tokenizer = tokenizer
         inner = getattr(tokenizer, "tokenizer", None)
         self.sot_id = _first_int(
-            getattr(tokenizer, "sot_token_id", None), getattr(inner, "bos_token_id", None)
+            getattr(tokenizer, "sot_token_id", None),
+            getattr(inner, "bos_token_id", None),
+            getattr(inner, "cls_token_id", None),
         )
         self.eot_id = _first_int(
             getattr(tokenizer, "eot_token_id", None),
             getattr(inner, "eos_token_id", None),
+            getattr(inner, "sep_token_id", None),
             self._text.eos_id if self._text.pool_type == "eos" else None,
         )
         pad_id = _first_int(
             getattr(tokenizer, "pad_token_id", None), getattr(inner, "pad_token_id", None)
         )
         self.pad_id = 0 if pad_id is None else pad_id
+        self.unk_id = _first_int(
+            getattr(tokenizer, "unk_token_id", None), getattr(inner, "unk_token_id", None)
+        )
+        declared = getattr(tokenizer, "all_special_ids", None)
+        if declared is None:
+            declared = getattr(inner, "all_special_ids", None) or ()
+        special = {int(i) for i in declared} | {
+            i for i in (self.sot_id, self.eot_id) if i is not None
+        }
+        special.discard(self.unk_id)  # unknown words are players (and warned about)
+        self.special_ids = torch.tensor(sorted(special), dtype=torch.long)
 
         cfg = merge_preprocess_dict(asdict(PreprocessCfg()), dict(get_model_preprocess_cfg(model)))
         cfg["size"] = self._vision.size
@@ -355,15 +508,22 @@ class OpenCLIPAdapter(DualEncoderAdapter):
         removes their tokens. ``"drop"`` groups coalitions by kept count, so each row's
         embedding does not depend on which other rows share the call.
         """
-        _check_masking(masking)
+        check_image_masking(masking)
         # Pixels in the weights' dtype, so half-precision models take float32 inputs.
         pixel_values = self.preprocess_image(pixel_values).to(self._vision.weight.dtype)
         if coalitions is None:
-            return F.normalize(self.model.encode_image(pixel_values).float(), dim=-1)
+            with self.eval_mode():
+                return F.normalize(self.model.encode_image(pixel_values).float(), dim=-1)
         coalitions = check_coalitions(coalitions, self.n_image_players, "image", self.device)
-        m = coalitions.shape[0]
-        if m == 0:
+        if coalitions.shape[0] == 0:
             return self.encode_image(pixel_values, None)[:0]
+        with self.eval_mode():
+            return self._encode_masked_image(pixel_values, coalitions, masking)
+
+    def _encode_masked_image(
+        self, pixel_values: torch.Tensor, coalitions: torch.Tensor, masking: str
+    ) -> torch.Tensor:
+        m = coalitions.shape[0]
         if masking == "mean":
             x = pixel_values * self._pixel_keep_mask(coalitions).to(pixel_values.dtype)
             return F.normalize(self.model.encode_image(x).float(), dim=-1)
@@ -413,7 +573,7 @@ class OpenCLIPAdapter(DualEncoderAdapter):
                 )
             ids = ids[:ctx]
         else:
-            ids = torch.as_tensor(text).detach().long().cpu()
+            ids = check_token_ids(text, None)
             if ids.ndim == 2 and ids.shape[0] == 1:
                 ids = ids[0]
             if ids.ndim != 1:
@@ -428,6 +588,7 @@ class OpenCLIPAdapter(DualEncoderAdapter):
             if ids.numel() < ctx:
                 pad = torch.full((ctx - ids.numel(),), self.pad_id, dtype=torch.long)
                 ids = torch.cat([ids, pad])
+            check_token_ids(ids, self._text.vocab_size)
         start = 1 if self.sot_id is not None and int(ids[0]) == self.sot_id else 0
         end = self._end_position(ids)
         if end is None:
@@ -436,8 +597,12 @@ class OpenCLIPAdapter(DualEncoderAdapter):
                 "caption with the model's tokenizer."
             )
         positions = torch.arange(start, end, dtype=torch.long)
+        positions = positions[~torch.isin(ids[positions], self.special_ids)]
         if positions.numel() == 0:
-            raise ValueError("The caption has no tokens besides start/end; nothing to explain.")
+            raise ValueError(
+                "The caption has no tokens besides special tokens (start/end/padding); "
+                "nothing to explain: pass at least one word."
+            )
         pool_position = self._pool_position(ids)
         if start <= pool_position < end:
             raise ValueError(
@@ -449,13 +614,16 @@ class OpenCLIPAdapter(DualEncoderAdapter):
         if self._text.pad_id is not None:
             attention[end + 1 :] = (ids[end + 1 :] != self._text.pad_id).long()
         labels = [self._label(int(ids[p])) for p in positions]
+        if caption is not None:
+            warn_unknown_words(ids[positions], self.unk_id, caption)
         return TextInput(
             input_ids=ids,
             attention_mask=attention,
             player_positions=positions,
             labels=labels,
+            pool_position=pool_position,
             text=caption,
-            extra={"pool_position": pool_position, "end_position": end},
+            extra={"end_position": end},
         )
 
     def encode_text(self, text: TextInput, coalitions: torch.Tensor | None = None) -> torch.Tensor:
@@ -474,25 +642,26 @@ class OpenCLIPAdapter(DualEncoderAdapter):
             return self.encode_text(text, None)[:0]
         keep = torch.ones(m, ids.shape[0], dtype=torch.bool, device=self.device)
         keep[:, text.player_positions.to(self.device)] = coalitions
-        pool_position = int(text.extra.get("pool_position", self._pool_position(ids.cpu())))
-        feats = self._text.forward(ids.expand(m, -1), keep, pool_position)
+        with self.eval_mode():
+            feats = self._text.forward(ids.expand(m, -1), keep, text.pool_position)
         return F.normalize(feats.float(), dim=-1)
 
-    # ------------------------------------------------------------------ similarity
-    def similarity(
-        self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, value: str = "logit"
-    ) -> torch.Tensor:
-        """``[a, D] x [b, D] -> [a, b]`` float32: ``logit_scale.exp() * cos (+ logit_bias)``
-        for ``value="logit"``, the cosine for ``"cosine"``."""
-        _check_value(value)
-        cos = image_embeds.float() @ text_embeds.float().T
-        if value == "cosine":
-            return cos
-        out = self.model.logit_scale.detach().float().exp().reshape(()) * cos
-        bias = getattr(self.model, "logit_bias", None)
-        if bias is not None:
-            out = out + bias.detach().float().reshape(())
-        return out
+    # ------------------------------------------------------------------ tower internals
+    def image_tower(self) -> Tower:
+        return self._vision.tower()
+
+    def text_tower(self) -> Tower:
+        return _text_tower(self._text)
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixel_values)
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # open_clip applies its own masks (causal, and padding where configured).
+        return self.model.encode_text(input_ids)
+
+    def attention_call(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> AttentionCall:
+        return multihead_attention_call(module, args, kwargs)
 
     # ------------------------------------------------------------------ helpers
     def _end_position(self, ids: torch.Tensor) -> int | None:

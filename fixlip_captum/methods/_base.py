@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from fixlip_captum.adapters.base import IMAGE_MASKINGS
+from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES
 from fixlip_captum.interaction_values import (
     ExplanationContext,
     FIxLIPInteractionValues,
@@ -18,8 +18,6 @@ from fixlip_captum.interaction_values import (
 )
 
 __all__ = ["PairMethod", "check_choice", "first_order_maps", "resolve_adapter"]
-
-VALUES = ("logit", "cosine")
 
 
 def check_choice(value: Any, choices: tuple, name: str) -> Any:

@@ -118,7 +118,7 @@ class GAME(PairMethod):
         ids = text_in.input_ids.to(device)[None]
         mask = text_in.attention_mask.to(device)[None]
         cls = towers.require_image_cls("GAME")
-        eos = towers.text_pool_position(text_in.input_ids)
+        eos = text_in.pool_position
         img_modules = towers.image_attention[self.start_layer :]
         txt_modules = towers.text_attention[self.text_start_layer :]
         with (

@@ -138,7 +138,7 @@ class GradECLIP(PairMethod):
         n_txt_layers = min(self.text_layers, len(towers.text_blocks))
         img_modules = towers.image_attention[-n_img_layers:]
         txt_modules = towers.text_attention[-n_txt_layers:]
-        eos = towers.text_pool_position(text_in.input_ids)
+        eos = text_in.pool_position
         single = self.heads == "single"
         with (
             torch.enable_grad(),

@@ -1,6 +1,7 @@
-"""Helpers every adapter family shares (open_clip and transformers alike).
+"""Masking helpers every model family uses: coalition checks, token-drop grouping, pixel
+ownership, and the pooled output of a tower that keeps no patch token.
 
-Only torch is imported here, so the open_clip adapter does not pull in transformers and
+Only torch is imported here, so the open_clip family does not pull in transformers and
 vice versa.
 """
 
@@ -12,7 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["check_coalitions", "kept_count_groups", "map_head_over_nothing"]
+__all__ = [
+    "check_coalitions",
+    "empty_mean_pool",
+    "kept_count_groups",
+    "map_head_over_nothing",
+    "pixel_player_map",
+]
 
 
 def check_coalitions(
@@ -70,6 +77,47 @@ def kept_count_groups(coalitions: torch.Tensor) -> Iterator[tuple[torch.Tensor, 
         # Stable sort of ~mask puts the kept indices first, in increasing order.
         order = torch.argsort((~coalitions[rows]).to(torch.int8), dim=1, stable=True)
         yield rows, order[:, :k]
+
+
+def pixel_player_map(
+    grid: tuple[int, int],
+    image_size: tuple[int, int],
+    patch_size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """``[H, W]`` long: the image player (row-major patch id) owning each pixel.
+
+    Patches tile the image from the top-left corner; pixels beyond the last full patch
+    (which a patchifying convolution ignores) get ``-1``.
+
+    Args:
+        grid: Patch grid ``(rows, cols)``.
+        image_size: Model input ``(H, W)`` in pixels.
+        patch_size: ``(height, width)`` of one patch, the patchifying stride. ``None`` takes
+            ``(H // rows, W // cols)``, which is the stride whenever the pixels left over
+            are fewer than the patches in that direction (true of the published models);
+            an adapter's own ``pixel_player_map()`` always passes its stride.
+    """
+    (rows, cols), (h, w) = grid, image_size
+    ph, pw = (h // rows, w // cols) if patch_size is None else patch_size
+    r = torch.arange(h) // ph
+    c = torch.arange(w) // pw
+    ids = r[:, None] * cols + c[None, :]
+    outside = (r >= rows)[:, None] | (c >= cols)[None, :]
+    return ids.masked_fill(outside, -1)
+
+
+def empty_mean_pool(tokens: torch.Tensor) -> torch.Tensor:
+    """Average pooling over the patch tokens of ``tokens [B, k, D]`` that is defined for
+    ``k = 0``: the mean of no token is taken to be the empty sum, zero (the same rule as
+    :func:`map_head_over_nothing` for attention pooling), so token drop of every patch gives
+    a finite embedding instead of NaN.
+
+    Returns:
+        ``[B, D]``.
+    """
+    if tokens.shape[1] == 0:
+        return tokens.new_zeros(tokens.shape[0], tokens.shape[2])
+    return tokens.mean(dim=1)
 
 
 def map_head_over_nothing(head: torch.nn.Module, batch: int) -> torch.Tensor:

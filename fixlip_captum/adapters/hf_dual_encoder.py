@@ -1,48 +1,52 @@
-"""What the transformers adapters (CLIP, SigLIP, SigLIP2) share.
+"""The transformers dual-encoder base class every transformers family module builds on.
 
-The text side of all three families is the same recipe: the caption is tokenised once,
-and a masked token is removed as an attention *key* by zeroing its entry of the 2-D
+The text side of the transformers families is the same recipe: the caption is tokenised
+once, and a masked token is removed as an attention *key* by zeroing its entry of the 2-D
 ``attention_mask`` handed to the model's own ``get_text_features`` (CLIP merges it with
 the causal mask, SigLIP builds a bidirectional mask from it). Positions that are not players
 (start, end, padding, and the position the model pools) keep the mask the tokenizer gave
 them, so with every player kept the adapter reproduces ``model(**inputs)`` exactly.
 
-Image preprocessing, the patch-mask helpers and the similarity are shared as well; each
-family module only says how a masked image is encoded.
+Image preprocessing, the patch-mask helpers, the similarity and the tower internals of the
+gradient baselines (``vision_model.encoder.layers`` / ``text_model.encoder.layers`` with
+``self_attn`` modules) are shared as well; each family module says how a masked image is
+encoded, where its text tower pools, and its default normalisation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from transformers import PreTrainedTokenizerBase, ProcessorMixin
 from transformers.image_processing_utils import BaseImageProcessor
+from transformers.image_utils import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD
 
-from ._common import check_coalitions
-from .base import IMAGE_MASKINGS, VALUES, DualEncoderAdapter, TextInput
+from fixlip_captum.adapters.attention import projection_attention_call
+from fixlip_captum.adapters.base import (
+    AttentionCall,
+    DualEncoderAdapter,
+    TextInput,
+    Tower,
+    UnsupportedModelError,
+    check_image_masking,
+)
+from fixlip_captum.adapters.masking import check_coalitions
+from fixlip_captum.adapters.tokens import check_token_ids, warn_unknown_words
 
 __all__ = [
-    "OPENAI_CLIP_MEAN",
-    "OPENAI_CLIP_STD",
-    "SIGLIP_MEAN",
-    "SIGLIP_STD",
-    "HFAdapterBase",
+    "HFDualEncoderAdapter",
     "isqrt_grid",
     "l2_normalize",
+    "pooled_output",
     "split_tokenizer_or_processor",
 ]
-
-# Normalisation constants the published processors use; only needed when no image
-# processor is given (to undo normalisation in ``display_image``).
-OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-SIGLIP_MEAN = (0.5, 0.5, 0.5)
-SIGLIP_STD = (0.5, 0.5, 0.5)
 
 
 def split_tokenizer_or_processor(
@@ -86,28 +90,42 @@ def l2_normalize(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(dim=-1, keepdim=True)
 
 
+def pooled_output(output: Any) -> torch.Tensor:
+    """``get_*_features`` output as a tensor (transformers 5 returns
+    ``BaseModelOutputWithPooling``, 4.x a tensor)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    return output.pooler_output
+
+
 def _as_pair(value: Any) -> tuple[int, int]:
     if isinstance(value, (list, tuple)):
         return int(value[0]), int(value[-1])
     return int(value), int(value)
 
 
-class HFAdapterBase(DualEncoderAdapter):
-    """Shared part of the transformers adapters; not used directly.
+class HFDualEncoderAdapter(DualEncoderAdapter):
+    """Shared part of the transformers family adapters; not used directly.
 
-    Subclasses set ``_model_types`` (accepted model classes), ``_default_mean_std``,
-    ``_pools_last`` (SigLIP: text pooled at the last position; CLIP: at end-of-text) and
-    implement ``_encode_mean`` / ``_encode_drop``.
+    Subclasses set ``_model_types`` (accepted model classes), ``_default_mean_std`` (used
+    only when no image processor is given), ``_pools_last`` (SigLIP: text pooled at the
+    last position; CLIP: at end-of-text), ``_class_token`` (the image tower pools a class
+    token at position 0; else an attention head) and implement ``_encode_mean`` /
+    ``_encode_drop``.
     """
 
     _model_types: tuple[type, ...] = ()
-    _default_mean_std: tuple[tuple[float, ...], tuple[float, ...]] = (SIGLIP_MEAN, SIGLIP_STD)
+    _default_mean_std: tuple[Sequence[float], Sequence[float]] = (
+        IMAGENET_STANDARD_MEAN,
+        IMAGENET_STANDARD_STD,
+    )
     _pools_last: bool = True
+    _class_token: bool = False
 
     def __init__(self, model: torch.nn.Module, tokenizer_or_processor: Any = None) -> None:
         if not isinstance(model, self._model_types):
             names = " / ".join(t.__name__ for t in self._model_types)
-            raise TypeError(
+            raise UnsupportedModelError(
                 f"{type(self).__name__} needs a transformers {names}, got "
                 f"{type(model).__name__}; use fixlip_captum.adapters.get_adapter(model, ...) "
                 "to pick the right adapter"
@@ -270,15 +288,16 @@ class HFAdapterBase(DualEncoderAdapter):
                 dataset mean colour) or ``"drop"`` (the patch token is removed; see the
                 family's class docstring for how).
         """
-        if masking not in IMAGE_MASKINGS:
-            raise ValueError(f"masking must be one of {IMAGE_MASKINGS}, got {masking!r}")
+        check_image_masking(masking)
         pixel_values = self._check_pixels(pixel_values)
-        coalitions = check_coalitions(coalitions, self.n_image_players, "image", self.device)
+        n_image = math.prod(self.patch_grid_of(pixel_values))
+        coalitions = check_coalitions(coalitions, n_image, "image", self.device)
         if coalitions.shape[0] == 0:
             return self.encode_image(pixel_values, None, masking)[:0]
-        if masking == "mean":
-            return l2_normalize(self._encode_mean(pixel_values, coalitions))
-        return l2_normalize(self._encode_drop(pixel_values, coalitions))
+        with self.eval_mode():
+            if masking == "mean":
+                return l2_normalize(self._encode_mean(pixel_values, coalitions))
+            return l2_normalize(self._encode_drop(pixel_values, coalitions))
 
     def _encode_mean(self, pixel_values: torch.Tensor, coalitions: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -446,14 +465,11 @@ class HFAdapterBase(DualEncoderAdapter):
         elif isinstance(text, Mapping):
             if "input_ids" not in text:
                 raise ValueError("a mapping caption needs an 'input_ids' entry")
-            input_ids = torch.as_tensor(text["input_ids"]).long()
+            input_ids = check_token_ids(text["input_ids"], int(self.text_config.vocab_size))
             if text.get("attention_mask") is not None:
                 mask_list = torch.as_tensor(text["attention_mask"]).long().reshape(-1).tolist()
-        elif isinstance(text, (torch.Tensor, Sequence)):
-            input_ids = torch.as_tensor(text)
-            if input_ids.is_floating_point():
-                raise TypeError("token ids must be integers")
-            input_ids = input_ids.long()
+        elif isinstance(text, (torch.Tensor, np.ndarray, Sequence)):
+            input_ids = check_token_ids(text, int(self.text_config.vocab_size))
         else:
             raise TypeError(
                 f"text must be a string, token ids or a TextInput, got {type(text).__name__}"
@@ -477,9 +493,9 @@ class HFAdapterBase(DualEncoderAdapter):
                 f"the caption has {length} tokens but the model's text context is "
                 f"{self.context_length}; shorten the caption"
             )
-        vocab = int(self.text_config.vocab_size)
-        if int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab:
-            raise ValueError(f"token ids must lie in [0, {vocab}) for this model")
+        if caption is not None:
+            # A string's ids come from the tokenizer; checked like ids given directly.
+            check_token_ids(input_ids, int(self.text_config.vocab_size))
 
         pooled = self._pooled_position(input_ids)
         is_player = self._player_mask(input_ids, attention_mask, pooled)
@@ -487,6 +503,8 @@ class HFAdapterBase(DualEncoderAdapter):
         if player_positions.numel() == 0:
             raise ValueError("the caption has no tokens to explain (only start/end/padding tokens)")
         labels = [self._label(int(input_ids[i])) for i in player_positions]
+        if caption is not None and self.tokenizer is not None:
+            warn_unknown_words(input_ids[player_positions], self.tokenizer.unk_token_id, caption)
         if caption is None and self.tokenizer is not None:
             caption = self._decode(input_ids[player_positions].tolist())
         dev = self.device
@@ -495,8 +513,8 @@ class HFAdapterBase(DualEncoderAdapter):
             attention_mask=attention_mask.to(dev),
             player_positions=player_positions.to(dev),
             labels=labels,
+            pool_position=pooled,
             text=caption,
-            extra={"pool_position": pooled},
         )
 
     def encode_text(self, text: TextInput, coalitions: torch.Tensor | None = None) -> torch.Tensor:
@@ -526,35 +544,91 @@ class HFAdapterBase(DualEncoderAdapter):
         # the pooled position attend to itself there; other coalitions are unaffected.
         no_key = attention_mask.sum(dim=1) == 0
         if bool(no_key.any()):
-            attention_mask[no_key, int(text.extra["pool_position"])] = 1
-        out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-        return l2_normalize(out.pooler_output)
+            attention_mask[no_key, text.pool_position] = 1
+        with self.eval_mode():
+            out = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        return l2_normalize(pooled_output(out))
 
     # ---- similarity ----------------------------------------------------------------------
 
     def similarity(
         self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, value: str = "logit"
     ) -> torch.Tensor:
-        """``[a, D] x [b, D] -> [a, b]`` float32.
+        """``[a, D] x [b, D] -> [a, b]`` float32: the model's own ``logits_per_image``
+        (``exp(logit_scale) * cos``, plus ``logit_bias`` for SigLIP/SigLIP2) for
+        ``value="logit"``, or the cosine; the embeddings are normalised again first.
 
         Args:
             image_embeds: ``[a, D]`` from :meth:`encode_image`.
             text_embeds: ``[b, D]`` from :meth:`encode_text`.
-            value: ``"logit"`` (the model's own ``logits_per_image``:
-                ``exp(logit_scale) * cos``, plus ``logit_bias`` for SigLIP/SigLIP2) or
-                ``"cosine"``.
+            value: ``"logit"`` or ``"cosine"``.
         """
-        if value not in VALUES:
-            raise ValueError(f"value must be one of {VALUES}, got {value!r}")
-        cos = l2_normalize(image_embeds) @ l2_normalize(text_embeds).to(image_embeds.device).T
-        if value == "cosine":
-            return cos
-        scale = self.model.logit_scale.detach().float().to(cos.device).exp()
-        logits = cos * scale
-        bias = getattr(self.model, "logit_bias", None)
-        if bias is not None:
-            logits = logits + bias.detach().float().to(cos.device)
-        return logits
+        return super().similarity(l2_normalize(image_embeds), l2_normalize(text_embeds), value)
+
+    # ---- tower internals (gradient baselines) ---------------------------------------------
+
+    def _tower(
+        self, tower: nn.Module, what: str
+    ) -> tuple[tuple[nn.Module, ...], tuple[nn.Module, ...]]:
+        blocks = tower.get_submodule("encoder.layers")
+        if not isinstance(blocks, nn.ModuleList):
+            raise UnsupportedModelError(
+                f"{type(tower).__name__}.encoder.layers is a {type(blocks).__name__}, not a "
+                f"list of transformer blocks; the gradient baselines cannot walk the {what} "
+                "tower."
+            )
+        return tuple(blocks), tuple(b.get_submodule("self_attn") for b in blocks)
+
+    def image_tower(self) -> Tower:
+        blocks, attention = self._tower(self.model.get_submodule("vision_model"), "image")
+        if self._class_token:
+            return Tower(blocks=blocks, attention=attention, n_prefix=1, pool_position=0)
+        return Tower(
+            blocks=blocks,
+            attention=attention,
+            n_prefix=0,
+            pool_position=None,
+            why=(
+                f"the {type(self.model).__name__} image tower has no class token: it pools "
+                "the patch tokens with an attention head (MAP) outside the transformer, so "
+                "there is no class-token query to explain."
+            ),
+        )
+
+    def text_tower(self) -> Tower:
+        text_model = self.model.get_submodule("text_model")
+        blocks, attention = self._tower(text_model, "text")
+        return Tower(
+            blocks=blocks,
+            attention=attention,
+            token_embedding=text_model.get_submodule("embeddings.token_embedding"),
+        )
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return pooled_output(self.model.get_image_features(pixel_values=pixel_values))
+
+    def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return pooled_output(
+            self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        )
+
+    def attention_call(self, module: nn.Module, args: tuple, kwargs: dict) -> AttentionCall:
+        return projection_attention_call(module, args, kwargs)
+
+    @contextlib.contextmanager
+    def internals(self) -> Iterator[None]:
+        """Eval mode and eager attention (so the mask reaching an attention module is the
+        additive float mask), both restored on exit."""
+        config = self.model.config
+        previous = config._attn_implementation
+        with self.eval_mode():
+            if previous != "eager":
+                self.model.set_attn_implementation("eager")
+            try:
+                yield
+            finally:
+                if previous != "eager":
+                    self.model.set_attn_implementation(previous)
 
 
 def isqrt_grid(n_patches: int) -> int:
