@@ -24,7 +24,8 @@ from fixlip_captum.interaction_values import (
     require_context,
 )
 from fixlip_captum.metrics import greedy_order
-from fixlip_captum.plot._common import POSITIVE, VALUE_CMAP, top_pairs
+from fixlip_captum.plot._style import POSITIVE, VALUE_CMAP
+from fixlip_captum.plot._values import top_pairs
 from fixlip_captum.plot.shapiq_plots import _top_players_explanation
 
 WORDS_7 = ["a", "red", "circle", "and", "a", "blue", "square"]
@@ -619,7 +620,7 @@ def test_figures_of_a_real_explanation(real_explanation, tmp_path):
     word = next(j for j, o in enumerate(sample.word_objects) if o == first_named)
     row = fplot.draw_conditional(plt.figure().add_subplot(), iv, 36 + word)
     assert row > 0
-    from fixlip_captum.plot._common import interaction_row
+    from fixlip_captum.plot._values import interaction_row
 
     best_patch = int(np.argmax(interaction_row(iv, 36 + word)[:36]))
     assert sample.patch_coverage(first_named, (6, 6))[best_patch] > 0

@@ -8,19 +8,17 @@ from shapiq import InteractionValues
 
 from fixlip_captum.metrics import greedy_order
 from fixlip_captum.metrics._common import explanation_arrays, surrogate_values
-from fixlip_captum.plot._common import (
-    describe,
+from fixlip_captum.plot._canvas import (
     draw_grid_lines,
     draw_image,
     draw_tokens,
-    fmt,
-    get_context,
     grey_out,
     make_canvas,
     outline_player,
-    panel_grid,
-    panel_title,
 )
+from fixlip_captum.plot._labels import describe, fmt
+from fixlip_captum.plot._panels import panel_grid, panel_title
+from fixlip_captum.plot._values import get_context
 
 __all__ = ["clique_members", "plot_cliques"]
 

@@ -10,21 +10,21 @@ from matplotlib.figure import Figure
 from shapiq import InteractionValues
 
 from fixlip_captum.interaction_values import ExplanationContext
-from fixlip_captum.plot._common import (
-    add_colourbar,
+from fixlip_captum.plot._canvas import (
     draw_grid_lines,
     draw_image,
     draw_patch_values,
     draw_tokens,
-    first_order,
-    fmt,
-    get_context,
-    interaction_row,
     make_canvas,
     outline_player,
+)
+from fixlip_captum.plot._labels import fmt
+from fixlip_captum.plot._panels import add_colourbar, panel_grid, panel_title
+from fixlip_captum.plot._values import (
+    first_order,
+    get_context,
+    interaction_row,
     pair_matrix,
-    panel_grid,
-    panel_title,
     symmetric_limit,
 )
 

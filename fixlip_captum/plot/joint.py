@@ -9,23 +9,21 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from shapiq import InteractionValues
 
-from fixlip_captum.plot._common import (
-    add_colourbar,
-    check_kinds,
-    describe,
+from fixlip_captum.plot._canvas import (
     draw_edges,
     draw_grid_lines,
     draw_image,
     draw_patch_values,
     draw_tokens,
-    edge_summary,
+    make_canvas,
+)
+from fixlip_captum.plot._labels import describe, edge_summary, fmt
+from fixlip_captum.plot._panels import add_colourbar, panel_grid, panel_title
+from fixlip_captum.plot._values import (
+    check_kinds,
     first_order,
-    fmt,
     get_context,
     main_effects,
-    make_canvas,
-    panel_grid,
-    panel_title,
     symmetric_limit,
     top_pairs,
 )

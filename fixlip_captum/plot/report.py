@@ -16,14 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from shapiq import InteractionValues
 
-from fixlip_captum.plot._common import (
-    describe,
-    first_order,
-    fmt,
-    get_context,
-    pair_kind,
-    top_pairs,
-)
+from fixlip_captum.plot._labels import describe, fmt
+from fixlip_captum.plot._values import first_order, get_context, pair_kind, top_pairs
 from fixlip_captum.plot.conditional import plot_conditional_grid
 from fixlip_captum.plot.joint import plot_joint
 

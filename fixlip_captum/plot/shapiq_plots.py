@@ -21,12 +21,12 @@ from shapiq import InteractionValues
 from shapiq.plot import force_plot, sentence_plot, si_graph_plot, upset_plot, waterfall_plot
 
 from fixlip_captum.interaction_values import ExplanationContext, make_interaction_values
-from fixlip_captum.plot._common import (
+from fixlip_captum.plot._canvas import patch_thumbnails
+from fixlip_captum.plot._values import (
     check_kinds,
     first_order,
     get_context,
     main_effects,
-    patch_thumbnails,
     token_labels,
     top_pairs,
 )

@@ -1,9 +1,9 @@
-"""Shared pieces of the figures: value extraction, colours, and the image-and-caption canvas.
+"""The image-and-caption canvas every figure in :mod:`fixlip_captum.plot` draws on.
 
-Every figure in :mod:`fixlip_captum.plot` draws on one "canvas": an axes whose data
-coordinates are the display image's pixels (``x`` to the right, ``y`` downwards), with the
-caption laid out as token boxes below the image. Patches, tokens and the edges between them
-then live in one coordinate system, so an edge from a patch to a word is a plain line.
+A canvas is an axes whose data coordinates are the display image's pixels (``x`` to the
+right, ``y`` downwards), with the caption laid out as token boxes below the image. Patches,
+tokens and the edges between them then live in one coordinate system, so an edge from a
+patch to a word is a plain line.
 """
 
 from __future__ import annotations
@@ -11,172 +11,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
-from matplotlib.colors import LinearSegmentedColormap, Normalize, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.patches import BoxStyle, FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 from matplotlib.textpath import TextToPath
-from shapiq import InteractionValues
 
 from fixlip_captum.interaction_values import (
     ExplanationContext,
-    first_order_values,
-    require_context,
 )
-from fixlip_captum.metrics._common import explanation_arrays
-
-# The same red/blue as shapiq's plots, so our figures and the wrapped shapiq plots agree.
-POSITIVE = "#ff0d57"
-NEGATIVE = "#1e88e5"
-GREY = (0.55, 0.55, 0.55)
-VALUE_CMAP = LinearSegmentedColormap.from_list("fixlip_diverging", [NEGATIVE, "#ffffff", POSITIVE])
-
-EDGE_KINDS = ("image-text", "image-image", "text-text")
+from fixlip_captum.plot._style import (
+    NEGATIVE,
+    POSITIVE,
+    text_colour_on,
+    value_colour,
+    value_overlay,
+)
+from fixlip_captum.plot._values import pair_kind, token_labels
 
 # Display size used when the explanation carries no image (pixels along the longer side).
 _BLANK_SIZE = 224
 
 _TEXT_TO_PATH = TextToPath()
-
-
-# --------------------------------------------------------------------------------------------
-# values
-
-
-def get_context(iv: InteractionValues) -> ExplanationContext:
-    """The explanation's context, checked to have the patch grid that plots need."""
-    ctx = require_context(iv)
-    ctx.patch_grid()
-    return ctx
-
-
-def token_labels(ctx: ExplanationContext) -> list[str]:
-    """Readable labels of the text players (``"token j"`` where none are stored)."""
-    if ctx.token_labels is not None:
-        return [str(t) for t in ctx.token_labels]
-    return [f"token {j}" for j in range(ctx.n_text)]
-
-
-def first_order(iv: InteractionValues) -> np.ndarray:
-    """First-order view ``[n_players]`` of an explanation of order 1 or 2.
-
-    For order-2 explanations ``phi_i = e_i + p * sum_j e_ij`` (see
-    :func:`fixlip_captum.first_order_values`); for order-1 explanations the values themselves.
-    """
-    return first_order_values(iv)
-
-
-def pair_matrix(iv: InteractionValues) -> np.ndarray:
-    """Symmetric matrix ``[n_players, n_players]`` of the pair terms (zero diagonal)."""
-    return explanation_arrays(iv).pairs
-
-
-def main_effects(iv: InteractionValues) -> np.ndarray:
-    """The order-1 terms ``e_i`` as ``[n_players]`` (0 where absent)."""
-    return explanation_arrays(iv).first
-
-
-def interaction_row(iv: InteractionValues, player: int) -> np.ndarray:
-    """Pair values ``e_{player, j}`` for every ``j`` as ``[n_players]`` (0 at ``player``)."""
-    if not 0 <= player < iv.n_players:
-        raise ValueError(f"player {player} is outside 0..{iv.n_players - 1}.")
-    return pair_matrix(iv)[player]
-
-
-def pair_kind(i: int, j: int, n_image: int) -> str:
-    """``"image-image"``, ``"image-text"`` or ``"text-text"`` for the pair ``(i, j)``."""
-    a, b = i < n_image, j < n_image
-    if a and b:
-        return "image-image"
-    if a or b:
-        return "image-text"
-    return "text-text"
-
-
-def check_kinds(kinds: str | Sequence[str]) -> tuple[str, ...]:
-    """Validate an edge-kind selection; ``"all"`` means every kind."""
-    if isinstance(kinds, str):
-        kinds = EDGE_KINDS if kinds == "all" else (kinds,)
-    kinds = tuple(kinds)
-    bad = [k for k in kinds if k not in EDGE_KINDS]
-    if bad:
-        raise ValueError(f"Unknown edge kind(s) {bad}; choose from {EDGE_KINDS} or 'all'.")
-    return kinds
-
-
-def top_pairs(
-    iv: InteractionValues,
-    k: int,
-    kinds: str | Sequence[str] = "all",
-    *,
-    n_image: int,
-    sign: str = "both",
-) -> list[tuple[int, int, float]]:
-    """The ``k`` pair terms of largest ``|value|`` among the selected kinds.
-
-    Args:
-        iv: Explanation of order <= 2.
-        k: How many pairs (0 gives none).
-        kinds: ``"all"`` or a subset of ``("image-text", "image-image", "text-text")``.
-        n_image: Number of image players (players ``< n_image`` are patches).
-        sign: ``"both"``, ``"positive"`` or ``"negative"``.
-
-    Returns:
-        ``[(i, j, value), ...]`` sorted by decreasing ``|value|``.
-    """
-    kinds = check_kinds(kinds)
-    if sign not in ("both", "positive", "negative"):
-        raise ValueError(f"sign must be 'both', 'positive' or 'negative', not {sign!r}.")
-    if k <= 0:
-        return []
-    ii, jj = np.triu_indices(iv.n_players, k=1)
-    vv = pair_matrix(iv)[ii, jj]
-    img_i, img_j = ii < n_image, jj < n_image
-    keep = np.zeros(vv.shape, dtype=bool)
-    if "image-image" in kinds:
-        keep |= img_i & img_j
-    if "image-text" in kinds:
-        keep |= img_i ^ img_j
-    if "text-text" in kinds:
-        keep |= ~img_i & ~img_j
-    if sign == "positive":
-        keep &= vv > 0
-    elif sign == "negative":
-        keep &= vv < 0
-    keep &= vv != 0
-    idx = np.flatnonzero(keep)
-    order = idx[np.argsort(-np.abs(vv[idx]), kind="stable")][:k]
-    return [(int(ii[o]), int(jj[o]), float(vv[o])) for o in order]
-
-
-def symmetric_limit(*arrays: np.ndarray | Sequence[float]) -> float:
-    """``max |x|`` over all arrays (1.0 when everything is zero, so norms stay valid)."""
-    m = 0.0
-    for a in arrays:
-        a = np.asarray(a, dtype=float)
-        if a.size:
-            m = max(m, float(np.max(np.abs(a))))
-    return m if m > 0 else 1.0
-
-
-def fmt(value: float | None) -> str:
-    """Compact number format for labels and tables."""
-    if value is None:
-        return "n/a"
-    if value == 0 or 1e-3 <= abs(value) < 1e4:
-        return f"{value:.3g}" if abs(value) < 1 else f"{value:.4g}"
-    return f"{value:.2e}"
-
-
-# --------------------------------------------------------------------------------------------
-# image helpers
 
 
 def display_image(ctx: ExplanationContext) -> np.ndarray | None:
@@ -220,38 +80,6 @@ def patch_thumbnails(ctx: ExplanationContext) -> list[np.ndarray]:
     hs = np.linspace(0, img.shape[0], rows + 1).round().astype(int)
     ws = np.linspace(0, img.shape[1], cols + 1).round().astype(int)
     return [img[hs[r] : hs[r + 1], ws[c] : ws[c + 1]] for r in range(rows) for c in range(cols)]
-
-
-def value_overlay(
-    values: np.ndarray, grid: tuple[int, int], vmax: float, *, max_alpha: float = 0.85
-) -> np.ndarray:
-    """RGBA cells ``[rows, cols, 4]`` for a signed patch map.
-
-    Positive cells are red, negative blue, with opacity ``max_alpha * |v| / vmax``, so a
-    zero-valued patch leaves the image untouched and over white the cell shows exactly the
-    colour the colour bar gives.
-    """
-    rows, cols = grid
-    v = np.asarray(values, dtype=float).reshape(rows, cols)
-    t = np.clip(np.abs(v) / vmax, 0.0, 1.0)
-    rgba = np.zeros((rows, cols, 4))
-    rgba[..., :3] = np.where(v[..., None] >= 0, to_rgb(POSITIVE), to_rgb(NEGATIVE))
-    rgba[..., 3] = max_alpha * t
-    return rgba
-
-
-def value_colour(value: float, vmax: float) -> tuple[float, float, float, float]:
-    return VALUE_CMAP(Normalize(-vmax, vmax)(value))
-
-
-def text_colour_on(rgba: Sequence[float]) -> str:
-    """Black or white, whichever reads better on the given background."""
-    r, g, b = rgba[:3]
-    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
-
-
-# --------------------------------------------------------------------------------------------
-# canvas
 
 
 @dataclass
@@ -552,122 +380,3 @@ def draw_edges(
                 canvas.ax.plot(
                     *end, "o", ms=2.5 + 2 * t, color=colour, mec="white", mew=0.6, zorder=5
                 )
-
-
-def panel_title(ax: Axes, text: str, *, fontsize: float = 9.0, **kwargs: Any) -> None:
-    """Title just above a canvas panel.
-
-    The fixed ``y`` matters for speed: with an automatic title position matplotlib measures
-    every axis' bounding box at each draw (about a second for a 20-panel grid), although the
-    canvas axes are switched off and there is nothing to avoid.
-    """
-    ax.set_title(text, fontsize=fontsize, y=1.0, pad=3.0, **kwargs)
-
-
-def add_colourbar(fig: Figure, cax: Axes, vmax: float, label: str) -> None:
-    """Symmetric diverging colour bar ``[-vmax, vmax]`` drawn into ``cax``."""
-    sm = plt.cm.ScalarMappable(norm=Normalize(-vmax, vmax), cmap=VALUE_CMAP)
-    cb = fig.colorbar(sm, cax=cax)
-    cb.set_label(label, fontsize=8)
-    cb.ax.tick_params(labelsize=7)
-
-
-@dataclass
-class PanelGrid:
-    """A figure of ``nrows x ncols`` canvas panels placed by hand (no layout engine).
-
-    Canvas layout measures text in points, so panel sizes must be final when the caption is
-    laid out; hence explicit placement instead of constrained layout.
-    """
-
-    fig: Figure
-    axes: list[list[Axes]]
-    colourbars: list[Axes]
-
-    def suptitle(self, text: str, fontsize: float = 10.0) -> None:
-        """Figure title inside the ``top`` margin (0.06 inch below the upper edge)."""
-        height = self.fig.get_size_inches()[1]
-        self.fig.suptitle(text, fontsize=fontsize, y=1 - 0.06 / height, va="top")
-
-
-def panel_grid(
-    ctx: ExplanationContext,
-    nrows: int,
-    ncols: int,
-    *,
-    panel_width: float = 3.0,
-    fontsize: float = 10.0,
-    title_height: float = 0.3,
-    left: float = 0.1,
-    colourbar: str | None = "figure",
-    top: float = 0.0,
-    hgap: float = 0.2,
-    vgap: float = 0.15,
-) -> PanelGrid:
-    """Create a figure with a grid of equally sized canvas panels.
-
-    Args:
-        ctx: Explanation context (decides each panel's height from the caption layout).
-        nrows: Panel rows.
-        ncols: Panel columns.
-        panel_width: Width of each panel in inches.
-        fontsize: Caption font size in points.
-        title_height: Space above each panel for its title (inches).
-        left: Left margin (inches), e.g. room for row labels.
-        colourbar: ``"figure"`` (one bar right of the grid), ``"row"`` (one per row) or None.
-        top: Extra space at the top for a figure title (inches).
-        hgap: Horizontal gap between panels (inches).
-        vgap: Vertical gap between panel rows (inches), added to ``title_height``.
-    """
-    if colourbar not in (None, "figure", "row"):
-        raise ValueError("colourbar must be 'figure', 'row' or None.")
-    panel_h = canvas_height_ratio(ctx, panel_width, fontsize) * panel_width
-    cbar_w = 0.95 if colourbar else 0.15
-    fig_w = left + ncols * panel_width + (ncols - 1) * hgap + cbar_w
-    row_h = title_height + panel_h
-    fig_h = top + nrows * row_h + (nrows - 1) * vgap + 0.12
-    fig = plt.figure(figsize=(fig_w, fig_h))
-    axes: list[list[Axes]] = []
-    cbars: list[Axes] = []
-    for r in range(nrows):
-        y_top = fig_h - top - r * (row_h + vgap) - title_height
-        row = []
-        for c in range(ncols):
-            x = left + c * (panel_width + hgap)
-            rect = (x / fig_w, (y_top - panel_h) / fig_h, panel_width / fig_w, panel_h / fig_h)
-            row.append(fig.add_axes(rect))
-        axes.append(row)
-        if colourbar == "row":
-            x = left + ncols * panel_width + (ncols - 1) * hgap + 0.12
-            h = min(panel_h * 0.8, 2.5)
-            y0 = y_top - panel_h / 2 - h / 2
-            cbars.append(fig.add_axes((x / fig_w, y0 / fig_h, 0.12 / fig_w, h / fig_h)))
-    if colourbar == "figure":
-        x = left + ncols * panel_width + (ncols - 1) * hgap + 0.12
-        grid_h = fig_h - top - 0.12
-        h = min(grid_h * 0.7, 3.0)
-        y0 = 0.12 + grid_h / 2 - h / 2
-        cbars.append(fig.add_axes((x / fig_w, y0 / fig_h, 0.12 / fig_w, h / fig_h)))
-    return PanelGrid(fig, axes, cbars)
-
-
-def describe(iv: InteractionValues) -> str:
-    """Short name of the explanation, e.g. ``"FWBII p=0.5"``."""
-    p = getattr(iv, "p", None)
-    name = str(iv.index)
-    return f"{name} p={p:g}" if p is not None else name
-
-
-def edge_summary(pairs: Sequence[tuple[int, int, float]], kinds: Sequence[str]) -> str:
-    """One line saying which edges are drawn and their extreme values."""
-    if not pairs:
-        return "no interactions drawn"
-    pos = [v for _, _, v in pairs if v > 0]
-    neg = [v for _, _, v in pairs if v < 0]
-    kind = "all" if len(kinds) == len(EDGE_KINDS) else "/".join(kinds)
-    parts = [f"edges: top {len(pairs)} {kind}"]
-    if pos:
-        parts.append(f"max +{fmt(max(pos))}")
-    if neg:
-        parts.append(f"min {fmt(min(neg))}")
-    return ", ".join(parts)
