@@ -379,3 +379,47 @@ OPEN_CLIP_FAMILIES = {
     "clip": MODEL_FAMILIES["open_clip"],
     "siglip": MODEL_FAMILIES["open_clip_siglip"],
 }
+
+
+# ---------------------------------------------------------------------------------------
+# transformers ChineseCLIPModel: CLIP image tower, BERT text tower pooled at [CLS]
+# ---------------------------------------------------------------------------------------
+
+
+@functools.cache
+def hf_chinese_clip_processor():
+    """``ChineseCLIPProcessor``: a WordPiece ``BertTokenizerFast`` over :data:`HF_WORDS`
+    (``[PAD]`` 0, ``[UNK]`` 1, ``[CLS]`` 2, ``[SEP]`` 3, ``[MASK]`` 4) and a
+    ``ChineseCLIPImageProcessor`` resizing/cropping to 32 px."""
+    from transformers import BertTokenizerFast, ChineseCLIPImageProcessor, ChineseCLIPProcessor
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *HF_WORDS]
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)})
+    image_processor = ChineseCLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+    return ChineseCLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+@functools.cache
+def tiny_hf_chinese_clip():
+    """transformers ``ChineseCLIPModel``: 32 px images, 8 px patches (4 x 4 grid, class
+    token), bidirectional BERT text tower pooled at [CLS] (context 12), logit scale exp(2)."""
+    from transformers import ChineseCLIPConfig, ChineseCLIPModel
+
+    config = ChineseCLIPConfig(
+        text_config=dict(
+            vocab_size=len(hf_chinese_clip_processor().tokenizer),
+            max_position_embeddings=12,
+            pad_token_id=0,
+            **_HF_LAYERS,
+        ),
+        vision_config=dict(image_size=32, patch_size=8, **_HF_LAYERS),
+        projection_dim=16,
+        logit_scale_init_value=2.0,
+    )
+    torch.manual_seed(13)
+    return ChineseCLIPModel(config).eval()
+
+
+MODEL_FAMILIES["hf_chinese_clip"] = (tiny_hf_chinese_clip, hf_chinese_clip_processor)

@@ -49,6 +49,7 @@ class HFCLIPAdapter(HFDualEncoderAdapter):
     _model_types = (CLIPModel,)
     _default_mean_std = (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
     _pools_last = False
+    _causal_text = True
     _class_token = True
 
     def __init__(self, model: CLIPModel, tokenizer_or_processor: Any = None) -> None:

@@ -109,7 +109,9 @@ class HFDualEncoderAdapter(DualEncoderAdapter):
 
     Subclasses set ``_model_types`` (accepted model classes), ``_default_mean_std`` (used
     only when no image processor is given), ``_pools_last`` (SigLIP: text pooled at the
-    last position; CLIP: at end-of-text), ``_class_token`` (the image tower pools a class
+    last position; CLIP: at end-of-text; override ``_pooled_position`` for another rule),
+    ``_causal_text`` (the text tower is causal: tokens after the pooled one are not players),
+    ``_class_token`` (the image tower pools a class
     token at position 0; else an attention head) and implement ``_encode_mean`` /
     ``_encode_drop``.
     """
@@ -120,6 +122,7 @@ class HFDualEncoderAdapter(DualEncoderAdapter):
         IMAGENET_STANDARD_STD,
     )
     _pools_last: bool = True
+    _causal_text: bool = False
     _class_token: bool = False
 
     def __init__(self, model: torch.nn.Module, tokenizer_or_processor: Any = None) -> None:
@@ -211,15 +214,19 @@ class HFDualEncoderAdapter(DualEncoderAdapter):
                 f"the model expects {self.num_channels} channels, the image has {c}; "
                 "convert it (e.g. PIL image.convert('RGB')) and preprocess it with the processor"
             )
+        self._check_size(int(h), int(w))
+        if not pixel_values.is_floating_point():
+            raise TypeError("pixel_values must be a float tensor in the model's normalised space")
+        return pixel_values.to(self.device, torch.float32)
+
+    def _check_size(self, h: int, w: int) -> None:
+        """Refuse a tensor whose size the model does not take."""
         if (h, w) != self.image_size:
             raise ValueError(
                 f"the model expects {self.image_size[0]}x{self.image_size[1]} pixels, the "
                 f"image is {h}x{w}; pass a PIL image together with the model's processor, or "
                 "resize the tensor first"
             )
-        if not pixel_values.is_floating_point():
-            raise TypeError("pixel_values must be a float tensor in the model's normalised space")
-        return pixel_values.to(self.device, torch.float32)
 
     def _require_image_processor(self) -> BaseImageProcessor:
         """The image processor, which a PIL image needs."""
@@ -368,7 +375,7 @@ class HFDualEncoderAdapter(DualEncoderAdapter):
         else:
             # CLIP always starts with the start-of-text token.
             is_player = (positions > 0) & attention_mask.bool()
-        if not self._pools_last:
+        if self._causal_text:
             # Causal tower: tokens after the pooled end-of-text cannot reach it.
             is_player &= positions < pooled
         if bool(is_player[pooled]):

@@ -82,7 +82,13 @@ FAMILIES: list[Family] = [
         "hf_siglip2",
         ("transformers:Siglip2Model",),
         "fixlip_captum.adapters.hf_siglip2:HFSiglip2Adapter",
-        "transformers.Siglip2Model (any aspect ratio, as its processor)",
+        "transformers.Siglip2Model",
+    ),
+    Family(
+        "hf_chinese_clip",
+        ("transformers:ChineseCLIPModel",),
+        "fixlip_captum.adapters.hf_chinese_clip:HFChineseCLIPAdapter",
+        "transformers.ChineseCLIPModel",
     ),
 ]
 

@@ -34,6 +34,7 @@ from PIL import Image
 from fixlip_captum._validation import check_p, check_positive_int
 from fixlip_captum.adapters import DualEncoderAdapter, UnsupportedModelError, get_adapter
 from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES, TextInput
+from fixlip_captum.adapters.registry import looks_like_dual_encoder
 from fixlip_captum.estimators import (
     approximate_crossmodal,
     approximate_interactions,
@@ -149,7 +150,8 @@ class FIxLIP(PerturbationAttribution):
         try:
             self.adapter: DualEncoderAdapter | None = get_adapter(model, tokenizer_or_processor)
         except UnsupportedModelError as err:
-            if not callable(model):
+            # A dual encoder no family serves cannot run the generic path either: refuse now.
+            if not callable(model) or looks_like_dual_encoder(model):
                 raise
             self.adapter = None
             self._unsupported = err
@@ -402,7 +404,7 @@ class FIxLIP(PerturbationAttribution):
         iv.context = ExplanationContext(
             n_image=game.n_image,
             n_text=game.n_text,
-            grid=adapter.patch_grid,
+            grid=adapter.patch_grid_of(game.pixel_values),
             token_labels=list(game.text.labels),
             v_empty=game.v_empty,
             v_full=game.v_full,
@@ -563,7 +565,7 @@ class FIxLIP(PerturbationAttribution):
                 f"input_ids must have shape [B, L] with B = {pixel_values.shape[0]} (one "
                 f"caption per image); got {tuple(input_ids.shape)}."
             )
-        owner = adapter.pixel_player_map()
+        owner = adapter.pixel_player_map(pixel_values[:1])
         pixel_attr = torch.zeros(pixel_values.shape, dtype=torch.float32)
         token_attr = torch.zeros(input_ids.shape, dtype=torch.float32)
         ivs = []

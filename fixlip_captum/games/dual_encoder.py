@@ -102,7 +102,9 @@ class _MaskedEncoder:
         # Preprocessed once; every masked copy is made on the device from this tensor.
         self.pixel_values = adapter.preprocess_image(image)
         self.text: TextInput = adapter.tokenize(text)
-        self.n_image = int(adapter.n_image_players)
+        # the grid of this image (SigLIP2 follows its aspect ratio)
+        self.grid = adapter.patch_grid_of(self.pixel_values)
+        self.n_image = self.grid[0] * self.grid[1]
         self.n_text = int(self.text.n_players)
 
     @property

@@ -91,15 +91,25 @@ class PairMethod:
     # ------------------------------------------------------------------ inputs
     def prepare(self, image: Any, text: Any) -> tuple[torch.Tensor, Any]:
         """``(pixel_values [1, C, H, W], TextInput)`` through the adapter."""
-        return self.adapter.preprocess_image(image), self.adapter.tokenize(text)
+        pixel_values = self.adapter.preprocess_image(image)
+        # the grid of this image (SigLIP2 follows its aspect ratio)
+        self._grid = self.adapter.patch_grid_of(pixel_values)
+        self._pixel_values = pixel_values
+        return pixel_values, self.adapter.tokenize(text)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid of the image last prepared (the model's grid before any)."""
+        return getattr(self, "_grid", tuple(self.adapter.patch_grid))
 
     @property
     def n_image(self) -> int:
-        return int(self.adapter.n_image_players)
+        rows, cols = self.grid
+        return int(rows * cols)
 
     def patch_of_pixel(self) -> torch.Tensor:
         """``[H, W]`` long: the image player owning each pixel (-1 outside the grid)."""
-        return self.adapter.pixel_player_map()
+        return self.adapter.pixel_player_map(getattr(self, "_pixel_values", None))
 
     def make_game(self, pixel_values: torch.Tensor, text: Any, batch_size: int = 64) -> Any:
         """The :class:`~fixlip_captum.games.JointGame` of the pair with this method's
@@ -135,7 +145,7 @@ class PairMethod:
         return ExplanationContext(
             n_image=self.n_image,
             n_text=text.n_players,
-            grid=tuple(self.adapter.patch_grid),
+            grid=self.adapter.patch_grid_of(pixel_values),
             token_labels=list(text.labels),
             v_empty=v_empty,
             v_full=v_full,

@@ -270,7 +270,7 @@ class ExCLIP(PairMethod):
         """Token-patch interactions ``[n_T, rows, cols]`` (float32, CPU)."""
         pixel_values, text_in = self.prepare(image, text)
         res = self.compute(pixel_values, text_in)
-        rows, cols = self.adapter.patch_grid
+        rows, cols = self.grid
         return res.player_matrix().float().cpu().reshape(-1, rows, cols)
 
     def attribute_interactions(self, image: Any, text: Any) -> FIxLIPInteractionValues:
