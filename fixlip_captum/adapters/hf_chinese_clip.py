@@ -39,7 +39,7 @@ class HFChineseCLIPAdapter(HFCLIPAdapter):
     """
 
     model: ChineseCLIPModel  # type: ignore[assignment]
-    _model_types = (ChineseCLIPModel,)
+    _model_types = (ChineseCLIPModel,)  # type: ignore[assignment]
     _causal_text = False
 
     def _pooled_position(self, input_ids: torch.Tensor) -> int:
@@ -48,6 +48,8 @@ class HFChineseCLIPAdapter(HFCLIPAdapter):
     def text_tower(self) -> Tower:
         text_model = self.model.get_submodule("text_model")
         blocks = text_model.get_submodule("encoder.layer")
+        if not isinstance(blocks, torch.nn.ModuleList):
+            raise self._no_internals()
         return Tower(
             blocks=tuple(blocks),
             attention=(),
