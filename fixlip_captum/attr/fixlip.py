@@ -10,7 +10,11 @@ Two paths:
   ``index="FSII"`` on the :class:`~fixlip_captum.games.JointGame`.
 * **Generic** (any other ``forward_func(*inputs)``): players are the ids of ``feature_mask``
   (one namespace across the input tuple, as in Captum); an absent player's elements take the
-  baseline. Runs :func:`fixlip_captum.approximate_interactions`.
+  baseline. Runs :func:`fixlip_captum.approximate_interactions` on the
+  :class:`~fixlip_captum.games.ForwardFuncGame` of each example.
+
+One pair is explained by :func:`fixlip_captum.attr.pair.explain_pair` (shared with the
+registry's :class:`~fixlip_captum.methods.FIxLIPMethod`).
 
 :meth:`FIxLIP.attribute` returns Captum-shaped first-order attributions: every element of a
 player (each pixel and channel of a patch, each token position) carries that player's
@@ -22,88 +26,29 @@ the fitted surrogate), as Captum's perturbation methods do for feature groups.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, overload
 
-import numpy as np
 import torch
 from captum.attr import PerturbationAttribution
 from PIL import Image
 
-from fixlip_captum._validation import check_p, check_positive_int
 from fixlip_captum.adapters import DualEncoderAdapter, UnsupportedModelError, get_adapter
-from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES, TextInput
+from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES
 from fixlip_captum.adapters.registry import looks_like_dual_encoder
-from fixlip_captum.estimators import (
-    approximate_crossmodal,
-    approximate_interactions,
-    minimum_budget,
+from fixlip_captum.attr.pair import (
+    DEFAULT_BUDGET,
+    MODES,
+    check_settings,
+    default_budget,
+    explain_pair,
+    split_pairs,
 )
-from fixlip_captum.games import CrossModalGame
-from fixlip_captum.interaction_values import ExplanationContext, FIxLIPInteractionValues
+from fixlip_captum.estimators import approximate_interactions
+from fixlip_captum.games import CrossModalGame, forward_func_games
+from fixlip_captum.interaction_values import FIxLIPInteractionValues
 
-__all__ = ["MODES", "FIxLIP"]
-
-MODES = ("banzhaf", "shapley")
-DEFAULT_BUDGET = 2**17
-
-
-def default_budget(
-    n_image: int, n_text: int, mode: str, max_order: int, pairs: str | Sequence[int]
-) -> int:
-    """``budget=None``: 2^17, or the next power of two above twice the identifiable minimum
-    (:func:`fixlip_captum.estimators.minimum_budget`) when that is larger, e.g. for long
-    captions with all pairs fitted."""
-    crossmodal = mode == "banzhaf"
-    minimum = minimum_budget(
-        n_image, n_text, max_order=max_order, pairs=pairs, crossmodal=crossmodal
-    )
-    return max(DEFAULT_BUDGET, 2 ** math.ceil(math.log2(2 * minimum)))
-
-
-def _check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(
-            f"mode must be 'banzhaf' (faithful weighted Banzhaf, cross-modal estimator) or "
-            f"'shapley' (faithful Shapley, model-agnostic estimator); got {mode!r}."
-        )
-    return mode
-
-
-def _is_single_caption(text: Any) -> bool:
-    """A caption is a str, a TextInput, a 1-D (or [1, L]) id tensor or a list of ints."""
-    if isinstance(text, (str, TextInput)):
-        return True
-    if isinstance(text, torch.Tensor):
-        return text.ndim == 1 or (text.ndim == 2 and text.shape[0] == 1)
-    if isinstance(text, np.ndarray):
-        return text.ndim == 1
-    if isinstance(text, Sequence):
-        return len(text) > 0 and all(isinstance(t, (int, np.integer)) for t in text)
-    return False
-
-
-def _split_images(image: Any) -> list[Any] | None:
-    """A list of images, or ``None`` when ``image`` is a single image."""
-    if isinstance(image, (list, tuple)):
-        return list(image)
-    if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[0] > 1:
-        return list(image.unbind(0))
-    return None
-
-
-def _split_texts(text: Any) -> list[Any] | None:
-    if _is_single_caption(text):
-        return None
-    if isinstance(text, torch.Tensor) and text.ndim == 2:
-        return list(text.unbind(0))
-    if isinstance(text, Sequence) and not isinstance(text, str):
-        return list(text)
-    raise TypeError(
-        "text must be a caption (str), token ids (list of ints or a [L] tensor), or a list "
-        f"of those; got {type(text).__name__}."
-    )
+__all__ = ["MODES", "FIxLIP", "default_budget"]
 
 
 class FIxLIP(PerturbationAttribution):
@@ -308,117 +253,30 @@ class FIxLIP(PerturbationAttribution):
                 channels, an empty caption or one longer than the model's context.
             NotIdentifiableError: The budget cannot determine the requested terms.
         """
-        adapter = self._require_adapter()
-        mode = _check_mode(mode)
-        p = check_p(p)
-        if budget is not None:
-            budget = check_positive_int(budget, "budget")
-        images, texts = _split_images(image), _split_texts(text)
-        if images is None and texts is None:
-            jobs = [(image, text)]
-        else:
-            images = images if images is not None else [image] * len(texts or [])
-            texts = texts if texts is not None else [text] * len(images)
-            if len(images) != len(texts):
-                raise ValueError(
-                    f"{len(images)} images and {len(texts)} captions given; pass equally many, "
-                    "or one of either to pair it with every entry of the other."
-                )
-            if not images:
-                raise ValueError("No image-text pairs given.")
-            jobs = list(zip(images, texts, strict=True))
-        results = []
-        for img, txt in jobs:
-            game = CrossModalGame(
-                adapter,
-                img,
-                txt,
-                image_masking=self.image_masking,
-                value=self.value,
-                batch_size=batch_size,
-                autocast_dtype=autocast_dtype,
-                show_progress=show_progress,
-            )
-            results.append(
-                self._explain_game(
-                    game,
-                    p=p,
-                    budget=budget,
-                    mode=mode,
-                    max_order=max_order,
-                    pairs=pairs,
-                    m_image=m_image,
-                    m_text=m_text,
-                    seed=seed,
-                )
-            )
-        if images is None and texts is None:
-            return results[0]
-        return results
-
-    def _explain_game(
-        self,
-        game: CrossModalGame,
-        *,
-        p: float,
-        budget: int | None,
-        mode: str,
-        max_order: int,
-        pairs: str | Sequence[int],
-        m_image: int | None,
-        m_text: int | None,
-        seed: int | None,
-    ) -> FIxLIPInteractionValues:
-        adapter = game.adapter
-        device = adapter.device
-        if budget is None:
-            budget = default_budget(game.n_image, game.n_text, mode, max_order, pairs)
-        if mode == "banzhaf":
-            iv = approximate_crossmodal(
-                game,
-                game.n_image,
-                game.n_text,
-                budget if (m_image is None or m_text is None) else None,
+        self._require_adapter()
+        mode, p, budget = check_settings(mode, p, budget)
+        jobs = split_pairs(image, text)
+        results = [
+            explain_pair(
+                self.make_game(
+                    img,
+                    txt,
+                    batch_size=batch_size,
+                    autocast_dtype=autocast_dtype,
+                    show_progress=show_progress,
+                ),
+                p=p,
+                budget=budget,
+                mode=mode,
+                max_order=max_order,
+                pairs=pairs,
                 m_image=m_image,
                 m_text=m_text,
-                p=p,
-                max_order=max_order,
                 seed=seed,
-                device=device,
-                pairs=pairs,
             )
-        else:
-            if m_image is not None or m_text is not None:
-                raise ValueError("m_image/m_text apply to mode='banzhaf' only.")
-            iv = approximate_interactions(
-                game.joint(),
-                game.n_players,
-                budget,
-                index="FSII",
-                max_order=max_order,
-                seed=seed,
-                device=device,
-                pairs=pairs,
-                n_image=game.n_image,
-            )
-        iv.context = ExplanationContext(
-            n_image=game.n_image,
-            n_text=game.n_text,
-            grid=adapter.patch_grid_of(game.pixel_values),
-            token_labels=list(game.text.labels),
-            v_empty=game.v_empty,
-            v_full=game.v_full,
-            caption=game.text.text,
-            image=adapter.display_image(game.pixel_values),
-        )
-        iv.estimation_info.update(
-            image_masking=game.image_masking,
-            value=game.value,
-            model=f"{type(adapter.model).__module__}.{type(adapter.model).__qualname__}",
-            adapter=type(adapter).__name__,
-            mode=mode,
-        )
-        return iv
+            for img, txt in (jobs if jobs is not None else [(image, text)])
+        ]
+        return results if jobs is not None else results[0]
 
     # ------------------------------------------------------------------ captum API
     def attribute(
@@ -484,10 +342,7 @@ class FIxLIP(PerturbationAttribution):
             Generic: attributions shaped like ``inputs`` (a tensor for a tensor input).
             With ``return_interactions=True``: ``(attributions, [iv_0, ..., iv_{B-1}])``.
         """
-        mode = _check_mode(mode)
-        p = check_p(p)
-        if budget is not None:
-            budget = check_positive_int(budget, "budget")
+        mode, p, budget = check_settings(mode, p, budget)
         if self.adapter is None:
             attrs, ivs = self._attribute_generic(
                 inputs,
@@ -570,17 +425,14 @@ class FIxLIP(PerturbationAttribution):
         token_attr = torch.zeros(input_ids.shape, dtype=torch.float32)
         ivs = []
         for b in range(pixel_values.shape[0]):
-            game = CrossModalGame(
-                adapter,
+            game = self.make_game(
                 pixel_values[b],
                 input_ids[b],
-                image_masking=self.image_masking,
-                value=self.value,
                 batch_size=batch_size,
                 autocast_dtype=autocast_dtype,
                 show_progress=show_progress,
             )
-            iv = self._explain_game(game, m_image=None, m_text=None, **kwargs)
+            iv = explain_pair(game, m_image=None, m_text=None, **kwargs)
             ivs.append(iv)
             phi = torch.as_tensor(iv.first_order(), dtype=torch.float32)
             n_i = game.n_image
@@ -614,41 +466,23 @@ class FIxLIP(PerturbationAttribution):
         seed: int | None,
         batch_size: int,
     ) -> tuple[Any, list[FIxLIPInteractionValues]]:
-        batch_size = check_positive_int(batch_size, "batch_size")
-        is_tuple = isinstance(inputs, (tuple, list))
-        xs = tuple(inputs) if is_tuple else (inputs,)
-        if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
-            raise TypeError("inputs must be a tensor or a tuple of tensors (batch first).")
-        n_batch = xs[0].shape[0]
-        if any(x.shape[0] != n_batch for x in xs):
-            raise ValueError("All inputs must share the batch dimension.")
-        masks = self._generic_masks(xs, feature_mask)
-        bases = self._generic_baselines(xs, baselines)
-        extra = additional_forward_args
-        if extra is not None and not isinstance(extra, tuple):
-            extra = (extra,)
-        targets = self._generic_targets(target, n_batch)
+        games = forward_func_games(
+            self.forward_func,
+            inputs,
+            baselines,
+            target,
+            additional_forward_args,
+            feature_mask,
+            batch_size=batch_size,
+        )
+        xs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
         index = "FWBII" if mode == "banzhaf" else "FSII"
         attributions = [torch.zeros(x.shape, dtype=torch.float32) for x in xs]
         ivs = []
-        for b in range(n_batch):
-            mask_b = [m[b if m.shape[0] == n_batch else 0] for m in masks]
-            ids = torch.unique(torch.cat([m.reshape(-1) for m in mask_b]))
-            players = [torch.searchsorted(ids, m.contiguous()) for m in mask_b]
-            n = int(ids.numel())
-            game = _GenericGame(
-                self.forward_func,
-                [x[b] for x in xs],
-                [base[b if base.shape[0] == n_batch else 0] for base in bases],
-                players,
-                _slice_extra(extra, b, n_batch),
-                targets[b],
-                n,
-                batch_size,
-            )
+        for b, game in enumerate(games):
             iv = approximate_interactions(
                 game,
-                n,
+                game.n_players,
                 budget,
                 index=index,
                 p=p,
@@ -656,137 +490,10 @@ class FIxLIP(PerturbationAttribution):
                 seed=seed,
                 pairs=pairs,
             )
-            iv.estimation_info.update(mode=mode, feature_ids=ids.tolist())
+            iv.estimation_info.update(mode=mode, feature_ids=game.feature_ids)
             ivs.append(iv)
             phi = torch.as_tensor(iv.first_order(), dtype=torch.float32)
-            for t, pl in enumerate(players):
-                attributions[t][b] = phi[pl.cpu()]
+            for t, values in enumerate(game.spread(phi)):
+                attributions[t][b] = values
         out = tuple(a.to(x.device) for a, x in zip(attributions, xs, strict=True))
-        return (out if is_tuple else out[0]), ivs
-
-    @staticmethod
-    def _generic_masks(xs: tuple[torch.Tensor, ...], feature_mask: Any) -> list[torch.Tensor]:
-        if feature_mask is None:
-            # Captum's default: every scalar of an example is its own feature.
-            masks, offset = [], 0
-            for x in xs:
-                count = int(np.prod(x.shape[1:]))
-                masks.append(torch.arange(offset, offset + count).reshape(1, *x.shape[1:]))
-                offset += count
-            return masks
-        fm = tuple(feature_mask) if isinstance(feature_mask, (tuple, list)) else (feature_mask,)
-        if len(fm) != len(xs):
-            raise ValueError(f"{len(fm)} feature masks given for {len(xs)} inputs.")
-        out = []
-        for t, (m, x) in enumerate(zip(fm, xs, strict=True)):
-            m = torch.as_tensor(m)
-            if m.dtype.is_floating_point or m.dtype == torch.bool:
-                raise TypeError(f"feature_mask[{t}] must hold integer player ids.")
-            if m.ndim != x.ndim or m.shape[0] not in (1, x.shape[0]):
-                raise ValueError(
-                    f"feature_mask[{t}] has shape {tuple(m.shape)}; it must have the input's "
-                    f"{x.ndim} dimensions with first dimension 1 or {x.shape[0]} and the rest "
-                    f"broadcastable to {tuple(x.shape[1:])}."
-                )
-            out.append(torch.broadcast_to(m.cpu(), (m.shape[0], *x.shape[1:])).long())
-        return out
-
-    @staticmethod
-    def _generic_baselines(xs: tuple[torch.Tensor, ...], baselines: Any) -> list[torch.Tensor]:
-        """Per input: ``[1 or B, *x.shape[1:]]`` baseline values."""
-        bl = baselines if isinstance(baselines, (tuple, list)) else (baselines,) * len(xs)
-        if len(bl) != len(xs):
-            raise ValueError(f"{len(bl)} baselines given for {len(xs)} inputs.")
-        out = []
-        for t, (base, x) in enumerate(zip(bl, xs, strict=True)):
-            base = torch.as_tensor(0 if base is None else base).to(x.device, x.dtype)
-            try:
-                if base.ndim == x.ndim and base.shape[0] in (1, x.shape[0]):
-                    base = torch.broadcast_to(base, (base.shape[0], *x.shape[1:]))
-                else:
-                    base = torch.broadcast_to(base, x.shape[1:]).unsqueeze(0)
-            except RuntimeError as err:
-                raise ValueError(
-                    f"baselines[{t}] of shape {tuple(base.shape)} does not broadcast to the "
-                    f"input shape {tuple(x.shape)}."
-                ) from err
-            out.append(base)
-        return out
-
-    @staticmethod
-    def _generic_targets(target: Any, n_batch: int) -> list[int | None]:
-        if target is None or isinstance(target, (int, np.integer)):
-            return [None if target is None else int(target)] * n_batch
-        t = torch.as_tensor(target).reshape(-1)
-        if t.numel() == 1:
-            return [int(t)] * n_batch
-        if t.numel() != n_batch:
-            raise ValueError(f"target has {t.numel()} entries for {n_batch} examples.")
-        return [int(v) for v in t]
-
-
-def _slice_extra(extra: tuple | None, b: int, n_batch: int) -> tuple[tuple[Any, bool], ...]:
-    """Per extra argument: (value, batched). Batched tensors are cut to example ``b``."""
-    if extra is None:
-        return ()
-    out = []
-    for a in extra:
-        batched = isinstance(a, torch.Tensor) and a.ndim > 0 and a.shape[0] == n_batch
-        out.append((a[b : b + 1] if batched else a, batched))
-    return tuple(out)
-
-
-class _GenericGame:
-    """Joint game of one example for a generic ``forward_func``: absent players' elements
-    take the baseline."""
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Any],
-        inputs: list[torch.Tensor],
-        baselines: list[torch.Tensor],
-        players: list[torch.Tensor],
-        extra: tuple[tuple[Any, bool], ...],
-        target: int | None,
-        n_players: int,
-        batch_size: int,
-    ) -> None:
-        self.forward_func = forward_func
-        self.inputs = inputs
-        self.baselines = baselines
-        self.players = [pl.to(x.device) for pl, x in zip(players, inputs, strict=True)]
-        self.extra = extra
-        self.target = target
-        self.n_players = n_players
-        self.batch_size = batch_size
-
-    def _expand_extra(self, m: int) -> tuple:
-        return tuple(a.expand(m, *a.shape[1:]) if batched else a for a, batched in self.extra)
-
-    def __call__(self, coalitions: torch.Tensor) -> torch.Tensor:
-        if coalitions.ndim != 2 or coalitions.shape[1] != self.n_players:
-            raise ValueError(
-                f"coalitions must be [m, {self.n_players}], got {tuple(coalitions.shape)}."
-            )
-        out = []
-        for start in range(0, coalitions.shape[0], self.batch_size):
-            chunk = coalitions[start : start + self.batch_size]
-            m = chunk.shape[0]
-            perturbed = []
-            for x, base, pl in zip(self.inputs, self.baselines, self.players, strict=True):
-                keep = chunk.to(x.device)[:, pl]  # [m, *x.shape]
-                perturbed.append(torch.where(keep, x.unsqueeze(0), base))
-            with torch.no_grad():
-                y = self.forward_func(*perturbed, *self._expand_extra(m))
-            y = torch.as_tensor(y)
-            if y.ndim == 2 and self.target is not None:
-                y = y[:, self.target]
-            elif y.ndim == 2 and y.shape[1] == 1:
-                y = y[:, 0]
-            if y.ndim != 1 or y.shape[0] != m:
-                raise ValueError(
-                    f"forward_func returned shape {tuple(y.shape)} for {m} perturbed inputs; "
-                    "it must return one score per input ([m]), or [m, K] with target set."
-                )
-            out.append(y.detach().float().cpu())
-        return torch.cat(out)
+        return (out if isinstance(inputs, (tuple, list)) else out[0]), ivs

@@ -56,10 +56,12 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError)
 
 
-class _MaskedEncoder:
-    """Encodes masked copies of one image and one caption in memory-safe batches.
+class _PairGame:
+    """One image-text pair, preprocessed once, and its masked encodings: what both games are.
 
-    Shared by both games so that they evaluate the very same embeddings.
+    Each game adds only its ``__call__``. :meth:`CrossModalGame.joint` shares the current
+    batch sizes (halved on CUDA out-of-memory) and the cached v(empty), v(full) with the
+    joint game it returns, so the two evaluate the very same embeddings.
     """
 
     def __init__(
@@ -67,11 +69,12 @@ class _MaskedEncoder:
         adapter: DualEncoderAdapter,
         image: Any,
         text: Any,
-        image_masking: str,
-        value: str,
-        batch_size: int,
-        autocast_dtype: torch.dtype | None,
-        show_progress: bool,
+        *,
+        image_masking: str = "mean",
+        value: str = "logit",
+        batch_size: int = 64,
+        autocast_dtype: torch.dtype | None = None,
+        show_progress: bool = False,
     ) -> None:
         if not isinstance(adapter, DualEncoderAdapter):
             raise TypeError(
@@ -96,20 +99,50 @@ class _MaskedEncoder:
         self.value = value
         self.autocast_dtype = autocast_dtype
         self.show_progress = bool(show_progress)
-        # Current batch sizes; halved on CUDA out-of-memory and kept halved afterwards.
-        self.batch_size = {"image": batch_size, "text": batch_size}
-        self.calls = {"image": 0, "text": 0}
-        # Preprocessed once; every masked copy is made on the device from this tensor.
+        #: The preprocessed image ``[1, C, H, W]`` on the model's device; every masked copy
+        #: is made on the device from this tensor.
         self.pixel_values = adapter.preprocess_image(image)
         self.text: TextInput = adapter.tokenize(text)
-        # the grid of this image (SigLIP2 follows its aspect ratio)
+        #: The patch grid of this image (SigLIP2 follows its aspect ratio).
         self.grid = adapter.patch_grid_of(self.pixel_values)
+        #: Number of image players (patches).
         self.n_image = self.grid[0] * self.grid[1]
+        #: Number of text players (caption tokens without special tokens).
         self.n_text = int(self.text.n_players)
+        # Current batch sizes, halved on CUDA out-of-memory and kept halved afterwards.
+        self._batch_sizes = {"image": batch_size, "text": batch_size}
+        # v(empty) (key False) and v(full) (key True), computed on first use.
+        self._corners: dict[bool, float] = {}
+
+    @property
+    def n_players(self) -> int:
+        return self.n_image + self.n_text
 
     @property
     def device(self) -> torch.device:
         return self.adapter.device
+
+    @property
+    def batch_size(self) -> int:
+        """Current batch size (the smaller of image and text after any OOM halving)."""
+        return min(self._batch_sizes.values())
+
+    @property
+    def v_empty(self) -> float:
+        """Value with every image and text player masked."""
+        return self._corner(False)
+
+    @property
+    def v_full(self) -> float:
+        """Value with every player kept: the model's own score for the pair."""
+        return self._corner(True)
+
+    def _corner(self, keep: bool) -> float:
+        if keep not in self._corners:
+            ic = torch.full((1, self.n_image), keep, dtype=torch.bool)
+            tc = torch.full((1, self.n_text), keep, dtype=torch.bool)
+            self._corners[keep] = float(self._similarity(self._images(ic), self._texts(tc))[0, 0])
+        return self._corners[keep]
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -136,7 +169,7 @@ class _MaskedEncoder:
             leave=False,
         ) as bar:
             while start < total:
-                size = self.batch_size[kind]
+                size = self._batch_sizes[kind]
                 chunk = unique[start : start + size]
                 try:
                     with torch.inference_mode(), self._autocast():
@@ -152,112 +185,34 @@ class _MaskedEncoder:
                     del err
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
-                    self.batch_size[kind] = max(1, size // 2)
+                    self._batch_sizes[kind] = max(1, size // 2)
                     continue
-                self.calls[kind] += 1
                 chunks.append(emb.float())
                 start += chunk.shape[0]
                 bar.update(chunk.shape[0])
         embeds = torch.cat(chunks) if chunks else fn(unique[:0]).float()
         return embeds[inverse]
 
-    def images(self, coalitions: torch.Tensor) -> torch.Tensor:
+    def _images(self, coalitions: torch.Tensor) -> torch.Tensor:
         return self._encode_unique(
             coalitions,
             "image",
             lambda c: self.adapter.encode_image(self.pixel_values, c, self.image_masking),
         )
 
-    def texts(self, coalitions: torch.Tensor) -> torch.Tensor:
+    def _texts(self, coalitions: torch.Tensor) -> torch.Tensor:
         return self._encode_unique(
             coalitions, "text", lambda c: self.adapter.encode_text(self.text, c)
         )
 
-    def similarity(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+    def _similarity(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             values = self.adapter.similarity(image_embeds, text_embeds, self.value).float()
         # A normal tensor (not an inference tensor) so callers may use it freely.
         return values.clone()
 
 
-class _PairGameBase:
-    """What both games share: players, v(empty), v(full) and the settings."""
-
-    _enc: _MaskedEncoder
-    # computed on first use, then cached
-    _v_empty: float | None
-    _v_full: float | None
-
-    @property
-    def adapter(self) -> DualEncoderAdapter:
-        return self._enc.adapter
-
-    @property
-    def n_image(self) -> int:
-        """Number of image players (patches)."""
-        return self._enc.n_image
-
-    @property
-    def n_text(self) -> int:
-        """Number of text players (caption tokens without special tokens)."""
-        return self._enc.n_text
-
-    @property
-    def n_players(self) -> int:
-        return self.n_image + self.n_text
-
-    @property
-    def pixel_values(self) -> torch.Tensor:
-        """The preprocessed image ``[1, C, H, W]`` on the model's device."""
-        return self._enc.pixel_values
-
-    @property
-    def text(self) -> TextInput:
-        return self._enc.text
-
-    @property
-    def image_masking(self) -> str:
-        return self._enc.image_masking
-
-    @property
-    def value(self) -> str:
-        return self._enc.value
-
-    @property
-    def batch_size(self) -> int:
-        """Current batch size (the smaller of image and text after any OOM halving)."""
-        return min(self._enc.batch_size.values())
-
-    @property
-    def device(self) -> torch.device:
-        return self._enc.device
-
-    def _corner(self, keep: bool) -> float:
-        ic = torch.full((1, self.n_image), keep, dtype=torch.bool)
-        tc = torch.full((1, self.n_text), keep, dtype=torch.bool)
-        return float(self._enc.similarity(self._enc.images(ic), self._enc.texts(tc))[0, 0])
-
-    @property
-    def v_empty(self) -> float:
-        """Value with every image and text player masked."""
-        if self._v_empty is None:
-            self._v_empty = self._corner(False)
-        return self._v_empty
-
-    @property
-    def v_full(self) -> float:
-        """Value with every player kept: the model's own score for the pair."""
-        if self._v_full is None:
-            self._v_full = self._corner(True)
-        return self._v_full
-
-    def _init(self, *args: Any) -> None:
-        self._enc = _MaskedEncoder(*args)
-        self._v_empty = None
-        self._v_full = None
-
-
-class CrossModalGame(_PairGameBase):
+class CrossModalGame(_PairGame):
     r"""Value of every (image coalition, text coalition) pair of one image-text pair.
 
     ``game(image_coalitions [m_I, n_I] bool, text_coalitions [m_T, n_T] bool) ->
@@ -284,40 +239,33 @@ class CrossModalGame(_PairGameBase):
     device under ``torch.inference_mode``.
     """
 
-    def __init__(
-        self,
-        adapter: DualEncoderAdapter,
-        image: Any,
-        text: Any,
-        *,
-        image_masking: str = "mean",
-        value: str = "logit",
-        batch_size: int = 64,
-        autocast_dtype: torch.dtype | None = None,
-        show_progress: bool = False,
-    ) -> None:
-        self._init(
-            adapter, image, text, image_masking, value, batch_size, autocast_dtype, show_progress
-        )
-
     def __call__(
         self, image_coalitions: torch.Tensor, text_coalitions: torch.Tensor
     ) -> torch.Tensor:
         """Values ``[m_I, m_T]`` float32 of all image x text coalition pairs."""
         ic = _as_bool_coalitions(image_coalitions, self.n_image, "image")
         tc = _as_bool_coalitions(text_coalitions, self.n_text, "text")
-        values = self._enc.similarity(self._enc.images(ic), self._enc.texts(tc))
+        values = self._similarity(self._images(ic), self._texts(tc))
         return values.to(ic.device)
 
     def joint(self) -> JointGame:
-        """The :class:`JointGame` over the same encoders (and cached v(empty), v(full))."""
-        game = JointGame.__new__(JointGame)
-        game._enc = self._enc
-        game._v_empty, game._v_full = self._v_empty, self._v_full
+        """The :class:`JointGame` of the same pair and settings, sharing this game's batch
+        sizes and cached v(empty), v(full)."""
+        game = JointGame(
+            self.adapter,
+            self.pixel_values,
+            self.text,
+            image_masking=self.image_masking,
+            value=self.value,
+            batch_size=self.batch_size,
+            autocast_dtype=self.autocast_dtype,
+            show_progress=self.show_progress,
+        )
+        game._batch_sizes, game._corners = self._batch_sizes, self._corners
         return game
 
 
-class JointGame(_PairGameBase):
+class JointGame(_PairGame):
     """Value of one coalition over all ``n_I + n_T`` players per row.
 
     ``game(coalitions [m, n_I + n_T] bool) -> values [m]`` float32; columns ``0..n_I-1``
@@ -326,32 +274,16 @@ class JointGame(_PairGameBase):
     image parts and distinct text parts are each encoded once.
     """
 
-    def __init__(
-        self,
-        adapter: DualEncoderAdapter,
-        image: Any,
-        text: Any,
-        *,
-        image_masking: str = "mean",
-        value: str = "logit",
-        batch_size: int = 64,
-        autocast_dtype: torch.dtype | None = None,
-        show_progress: bool = False,
-    ) -> None:
-        self._init(
-            adapter, image, text, image_masking, value, batch_size, autocast_dtype, show_progress
-        )
-
     def __call__(self, coalitions: torch.Tensor) -> torch.Tensor:
         """Values ``[m]`` float32, one per row of ``coalitions [m, n_I + n_T]``."""
         c = _as_bool_coalitions(coalitions, self.n_players, "joint")
         image_part, text_part = c[:, : self.n_image], c[:, self.n_image :]
         ui, inv_i = _unique_rows(image_part.to(self.device))
         ut, inv_t = _unique_rows(text_part.to(self.device))
-        emb_i, emb_t = self._enc.images(ui), self._enc.texts(ut)
+        emb_i, emb_t = self._images(ui), self._texts(ut)
         values = torch.empty(c.shape[0], dtype=torch.float32, device=self.device)
         for start, stop in _blocks(c.shape[0], _PAIR_BLOCK):
-            block = self._enc.similarity(emb_i[inv_i[start:stop]], emb_t[inv_t[start:stop]])
+            block = self._similarity(emb_i[inv_i[start:stop]], emb_t[inv_t[start:stop]])
             values[start:stop] = block.diagonal()
         return values.to(c.device)
 

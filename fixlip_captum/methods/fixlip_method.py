@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -51,20 +51,26 @@ class FIxLIPMethod:
     def attribute_interactions(
         self, image: Any, text: Any, **kwargs: Any
     ) -> FIxLIPInteractionValues:
-        """``FIxLIP.attribute_interactions(image, text, **{**call_kwargs, **kwargs})``.
+        """``FIxLIP.attribute_interactions(image, text, **{**call_kwargs, **kwargs})``, i.e.
+        :func:`fixlip_captum.attr.pair.explain_pair` after FIxLIP's checks of the settings.
 
         Raises:
-            ValueError: The inputs hold several pairs (a list, or a batch tensor).
+            ValueError: The inputs hold several pairs (a list, or a batch tensor); raised
+                before any work.
         """
-        result: FIxLIPInteractionValues | list[FIxLIPInteractionValues] = (
-            self.explainer.attribute_interactions(image, text, **{**self.call_kwargs, **kwargs})
-        )
-        if isinstance(result, list):
+        from fixlip_captum.attr.pair import split_pairs
+
+        jobs = split_pairs(image, text)
+        if jobs is not None:
             raise ValueError(
-                f"FIxLIPMethod explains one image-text pair, but the inputs hold {len(result)} "
+                f"FIxLIPMethod explains one image-text pair, but the inputs hold {len(jobs)} "
                 "pairs; call it once per pair, or use FIxLIP.attribute_interactions for lists."
             )
-        return result
+        # One pair in (checked above), one explanation out.
+        return cast(
+            FIxLIPInteractionValues,
+            self.explainer.attribute_interactions(image, text, **{**self.call_kwargs, **kwargs}),
+        )
 
     def attribute(self, image: Any, text: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """First-order view ``(image [rows, cols], text [n_T])`` of the explanation
