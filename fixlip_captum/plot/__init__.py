@@ -32,8 +32,10 @@ from fixlip_captum.plot.shapiq_plots import (
     plot_upset,
     plot_waterfall,
 )
+from fixlip_captum.plot.viewer import ViewerPage, read_viewer_data, show, write_viewer
 
 __all__ = [
+    "ViewerPage",
     "clique_members",
     "draw_conditional",
     "draw_joint",
@@ -48,5 +50,8 @@ __all__ = [
     "plot_si_graph",
     "plot_upset",
     "plot_waterfall",
+    "read_viewer_data",
+    "show",
     "write_report",
+    "write_viewer",
 ]
