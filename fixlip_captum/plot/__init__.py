@@ -13,6 +13,8 @@ shapiq's plots), symmetric scales around zero.
 * :func:`plot_comparison`: one row per method on the same pair.
 * :func:`plot_cliques`: greedy most/least similar subsets (the insertion/deletion order).
 * :func:`write_report`: a self-contained HTML page.
+* :func:`write_viewer` / :func:`show`: the interactive viewer, one self-contained HTML page
+  (several explanations of one pair side by side); :func:`read_viewer_data` decodes one.
 """
 
 from fixlip_captum.plot.cliques import clique_members, plot_cliques

@@ -433,6 +433,10 @@
       return;
     }
     const s = shown(panel);
+    if (player === s.player && s.values !== panel.phi) {
+      panel.status.textContent = label(player) + " (selected): first-order " + signed(panel.phi[player]);
+      return;
+    }
     panel.status.textContent = label(player) + ": " + signed(s.values[player]) + " (" + s.what + ")";
   }
 
@@ -466,6 +470,7 @@
       if (player === null) return;
       state.cursor = player;
       select(player);
+      setStatus(panel, player);
     });
     panel.marks.addEventListener("mousemove", function (event) {
       setStatus(panel, patchAt(panel, event));
