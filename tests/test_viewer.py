@@ -157,8 +157,34 @@ def test_cli_view_writes_one_page_for_several_files(scene, tmp_path, capsys):
     assert data["pair"]["image"].startswith("data:image/png")  # the 96 px scene, uncropped
     assert main(["view", str(files[0])]) == 0  # default: next to the file, no image
     assert read_viewer_data(files[0].with_suffix(".html").read_text())["pair"]["image"] is None
+    # a wide photo is centre-cropped to the square grid: the middle third survives
+    wide = np.zeros((90, 270, 3), dtype=np.uint8)
+    wide[:, 90:180] = 255
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    assert main(["view", str(files[0]), "--image", str(tmp_path / "wide.png")]) == 0
+    uri = read_viewer_data(files[0].with_suffix(".html").read_text())["pair"]["image"]
+    with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as im:
+        assert im.size == (90, 90) and np.asarray(im.convert("L")).min() > 250
     assert main(["view", str(tmp_path / "missing.json")]) == 2
     assert "No explanation file" in capsys.readouterr().err
+
+
+def test_demo_writes_the_viewer_and_the_report_links_it(scene, tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--seed", "3", "--budget", "4096", "--pairs", "crossmodal", "--top", "6"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    assert "viewer.html" in capsys.readouterr().out
+    data = read_viewer_data((out / "viewer.html").read_text(encoding="utf-8"))
+    iv = load_interaction_values(out / "interactions.json")
+    assert data["k"] == 6 and data["pair"]["image"].startswith("data:image/png")
+    np.testing.assert_allclose(data["panels"][0]["first_order"], iv.first_order(), atol=1e-6)
+    # `--report` passes the viewer's name to the report, which links it
+    from fixlip_captum.plot import write_report
+
+    report = write_report(
+        scene[1]["FIxLIP p=0.5"], tmp_path / "r.html", conditional=False, viewer_href="v.html"
+    )
+    assert '<a href="v.html">' in report.read_text(encoding="utf-8")
 
 
 def _large_explanation(seed: int = 0):

@@ -154,7 +154,7 @@ def same_pair(explanations: Mapping[str, InteractionValues]) -> ExplanationConte
             raise ValueError(
                 f"{name!r} explains {ctx.n_image} patches in grid {ctx.grid} and {ctx.n_text} "
                 f"tokens, but {name0!r} explains {ctx0.n_image} in {ctx0.grid} and "
-                f"{ctx0.n_text}: a comparison figure needs explanations of the same pair."
+                f"{ctx0.n_text}: a comparison needs explanations of the same pair."
             )
     if ctx0 is None:
         raise ValueError(

@@ -54,7 +54,8 @@ def plot_comparison(
         fontsize: Caption font size in points.
 
     Returns:
-        The figure.
+        The figure. :func:`~fixlip_captum.plot.write_viewer` takes the same mapping and
+        writes it as one interactive page.
     """
     if not explanations:
         raise ValueError("Pass at least one explanation: {'method name': explanation}.")

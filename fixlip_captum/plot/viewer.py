@@ -234,8 +234,9 @@ def render_viewer(explanations: Explanations, *, title: str | None = None, k: in
         raise ValueError(f"k (edges drawn at first) must be >= 0, not {k}.")
     data = viewer_data(explanations, title=title)
     data["k"] = int(k)
-    # "</" cannot end the script element early once escaped; JSON reads "<\/" as "</".
-    payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
+    # No "<" inside the script element (no "</script>" or "<!--" can end or change it);
+    # JSON reads "\u003c" as "<".
+    payload = json.dumps(data, allow_nan=False).replace("<", "\\u003c")
     heading = html.escape(data["title"])
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
