@@ -41,6 +41,8 @@ need = [
     "fixlip_captum/models/assets/scenes-clip.json",
     "fixlip_captum/models/assets/scenes-clip-tokenizer.json",
     "fixlip_captum/cli.py",
+    "fixlip_captum/plot/assets/viewer.js",
+    "fixlip_captum/plot/assets/viewer.css",
 ]
 missing = [n for n in need if n not in names]
 if not any(n.endswith(".dist-info/licenses/LICENSE") for n in names):
@@ -73,7 +75,7 @@ cd "$WORK"
 "$VPY" -c "import fixlip_captum, sys; f = fixlip_captum.__file__; print('imported', fixlip_captum.__version__, 'from', f); sys.exit(0 if f.startswith('$WORK/venv') else 'imported from the source tree, not the wheel')"
 rm -rf "$WORK/demo"
 "$WORK/venv/bin/fixlip" demo --out "$WORK/demo" --no-progress
-for f in interactions.json explanation.png; do
+for f in interactions.json explanation.png viewer.html; do
     test -s "$WORK/demo/$f" || { echo "fixlip demo did not write $f"; exit 1; }
 done
 step "ok: wheel installs in a clean venv and \`fixlip demo\` runs (total ${SECONDS}s)"

@@ -1,8 +1,10 @@
 """The ``fixlip`` command (also ``python -m fixlip_captum``).
 
 ``fixlip explain --image PATH --text "..."`` explains one image-text pair and writes
-``interactions.json`` (shapiq JSON) and ``explanation.png`` (and ``report.html`` with
-``--report``); ``fixlip demo`` does the same on a generated scene with the shipped model.
+``interactions.json`` (shapiq JSON) and ``explanation.png`` (and ``viewer.html`` and
+``report.html`` with ``--report``); ``fixlip demo`` does the same on a generated scene with the
+shipped model and always writes ``viewer.html``. ``fixlip view interactions.json`` writes the
+interactive viewer of saved explanations (several files: side by side).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ def _explain(
     top: int,
     report: bool,
     show_progress: bool = True,
+    viewer: bool = False,
 ) -> FIxLIPInteractionValues:
     import matplotlib
 
@@ -122,10 +125,19 @@ def _explain(
     print(f"\nTop {top} interactions:\n{_top_table(iv, top)}\n")
     print(f"wrote {json_path}")
     print(f"wrote {png_path}")
+    viewer_path = None
+    if viewer or report:
+        viewer_path = iv.to_html(out / "viewer.html", k=top)
+        print(f"wrote {viewer_path}  (interactive: open it in a browser)")
     if report:
         from fixlip_captum.plot.report import write_report
 
-        report_path = write_report(iv, out / "report.html", timings={"explanation (s)": seconds})
+        report_path = write_report(
+            iv,
+            out / "report.html",
+            timings={"explanation (s)": seconds},
+            viewer_href=None if viewer_path is None else viewer_path.name,
+        )
         print(f"wrote {report_path}")
     return iv
 
@@ -147,7 +159,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the mask sampler")
     parser.add_argument("--out", default="fixlip-out", help="output folder")
     parser.add_argument("--top", type=int, default=10, help="interactions listed and drawn")
-    parser.add_argument("--report", action="store_true", help="also write report.html")
+    parser.add_argument(
+        "--report", action="store_true", help="also write report.html and viewer.html"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -168,11 +182,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(explain)
     demo = sub.add_parser("demo", help="explain a generated scene with the shipped model")
     _add_common(demo)
+    view = sub.add_parser(
+        "view", help="write the interactive viewer (one HTML file) of saved explanations"
+    )
+    view.add_argument(
+        "files", nargs="+", help="interactions.json file(s) of one pair; several: side by side"
+    )
+    view.add_argument("--out", default=None, help="page to write (default: FIRST_FILE.html)")
+    view.add_argument(
+        "--image", default=None, help="the explained image (JSON files do not hold it)"
+    )
+    view.add_argument("--title", default=None, help="page title (default: the caption)")
+    view.add_argument("--top", type=int, default=10, help="edges drawn when the page opens")
     return parser
+
+
+def _view(
+    files: Sequence[str], out: str | None, image: str | None, title: str | None, top: int
+) -> None:
+    """``fixlip view``: load saved explanations and write their viewer page."""
+    from fixlip_captum.plot.viewer import load_explanations, write_viewer
+
+    named = load_explanations(files, image=None if image is None else _load_image(image))
+    path = Path(out) if out is not None else Path(files[0]).with_suffix(".html")
+    write_viewer(named, path, title=title, k=top)
+    print(f"wrote {path}  (open it in a browser)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "view":
+        try:
+            _view(args.files, args.out, args.image, args.title, args.top)
+        except (CLIError, FileNotFoundError, ValueError) as exc:
+            print(f"fixlip: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     common = dict(
         p=args.p,
         masking=args.masking,
@@ -202,9 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sample.text,
                 model_spec=DEFAULT_MODEL,
                 budget=args.budget,
+                viewer=True,
                 **common,
             )
-            print(f"\nOpen {out / 'explanation.png'} to see the explanation.")
+            print(f"\nOpen {out / 'viewer.html'} in a browser to explore the explanation.")
     except (CLIError, ModelSpecError, WeightsUnavailableError, FileNotFoundError) as exc:
         print(f"fixlip: error: {exc}", file=sys.stderr)
         return 2

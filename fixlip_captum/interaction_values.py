@@ -150,6 +150,23 @@ class FIxLIPInteractionValues(InteractionValues):
     def load(cls, path: Path | str) -> FIxLIPInteractionValues:
         return load_interaction_values(path)
 
+    def to_html(self, path: Path | str, **kwargs: Any) -> Path:
+        """Write the interactive viewer (one self-contained HTML file) and return its path.
+
+        See :func:`fixlip_captum.plot.write_viewer` for ``kwargs`` (``title``, ``k``).
+        """
+        from fixlip_captum.plot.viewer import write_viewer
+
+        return write_viewer(self, path, **kwargs)
+
+    def _repr_html_(self) -> str | None:
+        """Notebooks show the interactive viewer (plain ``repr`` without a patch grid)."""
+        if self.context is None or self.context.grid is None:
+            return None
+        from fixlip_captum.plot.viewer import show
+
+        return show(self)._repr_html_()
+
 
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Mapping):

@@ -164,6 +164,39 @@ def real_explanations(budget: int):
     return out, timings
 
 
+def viewer_figure(methods: dict, suffix: str) -> None:
+    """``viewer.html`` (FIxLIP at three p, FSII, Grad-ECLIP side by side) and its screenshot
+    ``viewer.png`` after clicking the colour word of the first named object (headless
+    chromium through playwright; skipped without them)."""
+    import shutil
+
+    keep = [k for k in ("FIxLIP p=0.3", "FIxLIP p=0.5", "FIxLIP p=0.7", "FSII", "Grad-ECLIP")]
+    page = fplot.write_viewer(
+        {k: methods[k] for k in keep if k in methods}, OUT / f"viewer{suffix}.html", k=8
+    )
+    print(f"wrote {page.relative_to(ROOT)}")
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        chromium = None
+    if chromium is None:
+        print("no chromium/playwright: viewer screenshot not taken")
+        return
+    sample = generate_sample(SEED, n_objects=3, n_named=2)
+    word = next(j for j, o in enumerate(sample.word_objects) if o == sample.named[0])
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1760, "height": 740})
+        tab.goto(page.resolve().as_uri())
+        tab.wait_for_function("window.fixlipViewer !== undefined")
+        tab.locator(".panel").nth(1).locator(".tok").nth(word).click()
+        tab.mouse.move(0, 0)
+        tab.screenshot(path=str(OUT / f"viewer{suffix}.png"))
+        browser.close()
+    print(f"wrote docs/figures/viewer{suffix}.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", action="store_true", help="use a hand-made explanation")
@@ -203,6 +236,7 @@ def main() -> None:
     _save(fplot.plot_force(iv, k=6), f"force{suffix}.png", dpi=80)
     _save(fplot.plot_comparison(methods), f"comparison{suffix}.png", dpi=90)
     _save(fplot.plot_cliques(iv, 8), f"cliques{suffix}.png")
+    viewer_figure(methods, suffix)
     report = fplot.write_report(iv, OUT / f"report{suffix}.html", timings=timings)
     print(f"wrote {report.relative_to(ROOT)}")
 

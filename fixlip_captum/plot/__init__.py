@@ -13,6 +13,8 @@ shapiq's plots), symmetric scales around zero.
 * :func:`plot_comparison`: one row per method on the same pair.
 * :func:`plot_cliques`: greedy most/least similar subsets (the insertion/deletion order).
 * :func:`write_report`: a self-contained HTML page.
+* :func:`write_viewer` / :func:`show`: the interactive viewer, one self-contained HTML page
+  (several explanations of one pair side by side); :func:`read_viewer_data` decodes one.
 """
 
 from fixlip_captum.plot.cliques import clique_members, plot_cliques
@@ -32,8 +34,10 @@ from fixlip_captum.plot.shapiq_plots import (
     plot_upset,
     plot_waterfall,
 )
+from fixlip_captum.plot.viewer import ViewerPage, read_viewer_data, show, write_viewer
 
 __all__ = [
+    "ViewerPage",
     "clique_members",
     "draw_conditional",
     "draw_joint",
@@ -48,5 +52,8 @@ __all__ = [
     "plot_si_graph",
     "plot_upset",
     "plot_waterfall",
+    "read_viewer_data",
+    "show",
     "write_report",
+    "write_viewer",
 ]

@@ -3,7 +3,7 @@ the strongest pairs, and the symmetric colour limit."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from shapiq import InteractionValues
@@ -132,3 +132,36 @@ def symmetric_limit(*arrays: np.ndarray | Sequence[float]) -> float:
         if a.size:
             m = max(m, float(np.max(np.abs(a))))
     return m if m > 0 else 1.0
+
+
+def same_pair(explanations: Mapping[str, InteractionValues]) -> ExplanationContext:
+    """The context of explanations of one pair (a clear error if they explain different pairs).
+
+    Explanations without a context borrow the first one found; at least one needs a context.
+    """
+    ctx0: ExplanationContext | None = None
+    name0 = ""
+    for name, iv in explanations.items():
+        if not isinstance(iv, InteractionValues):
+            raise TypeError(f"{name!r} is a {type(iv).__name__}, not an InteractionValues.")
+        if getattr(iv, "context", None) is None:
+            continue
+        ctx = get_context(iv)
+        if ctx0 is None:
+            ctx0, name0 = ctx, name
+            continue
+        if (ctx.n_image, ctx.n_text, ctx.grid) != (ctx0.n_image, ctx0.n_text, ctx0.grid):
+            raise ValueError(
+                f"{name!r} explains {ctx.n_image} patches in grid {ctx.grid} and {ctx.n_text} "
+                f"tokens, but {name0!r} explains {ctx0.n_image} in {ctx0.grid} and "
+                f"{ctx0.n_text}: a comparison needs explanations of the same pair."
+            )
+    if ctx0 is None:
+        raise ValueError(
+            "None of the explanations carries an ExplanationContext; attach one to at least "
+            "one of them (they must explain the same pair)."
+        )
+    for name, iv in explanations.items():
+        if iv.n_players != ctx0.n_players:
+            raise ValueError(f"{name!r} has {iv.n_players} players, the pair has {ctx0.n_players}.")
+    return ctx0

@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from matplotlib.figure import Figure
 from shapiq import InteractionValues
 
-from fixlip_captum.interaction_values import ExplanationContext
 from fixlip_captum.plot._canvas import (
     draw_edges,
     draw_grid_lines,
@@ -21,41 +20,12 @@ from fixlip_captum.plot._panels import add_colourbar, panel_grid, panel_title
 from fixlip_captum.plot._values import (
     check_kinds,
     first_order,
-    get_context,
+    same_pair,
     symmetric_limit,
     top_pairs,
 )
 
 __all__ = ["plot_comparison"]
-
-
-def _same_pair(explanations: Mapping[str, InteractionValues]) -> ExplanationContext:
-    ctx0: ExplanationContext | None = None
-    name0 = ""
-    for name, iv in explanations.items():
-        if not isinstance(iv, InteractionValues):
-            raise TypeError(f"{name!r} is a {type(iv).__name__}, not an InteractionValues.")
-        if getattr(iv, "context", None) is None:
-            continue
-        ctx = get_context(iv)
-        if ctx0 is None:
-            ctx0, name0 = ctx, name
-            continue
-        if (ctx.n_image, ctx.n_text, ctx.grid) != (ctx0.n_image, ctx0.n_text, ctx0.grid):
-            raise ValueError(
-                f"{name!r} explains {ctx.n_image} patches in grid {ctx.grid} and {ctx.n_text} "
-                f"tokens, but {name0!r} explains {ctx0.n_image} in {ctx0.grid} and "
-                f"{ctx0.n_text}: a comparison figure needs explanations of the same pair."
-            )
-    if ctx0 is None:
-        raise ValueError(
-            "None of the explanations carries an ExplanationContext; attach one to at least "
-            "one of them (they must explain the same pair)."
-        )
-    for name, iv in explanations.items():
-        if iv.n_players != ctx0.n_players:
-            raise ValueError(f"{name!r} has {iv.n_players} players, the pair has {ctx0.n_players}.")
-    return ctx0
 
 
 def plot_comparison(
@@ -84,12 +54,13 @@ def plot_comparison(
         fontsize: Caption font size in points.
 
     Returns:
-        The figure.
+        The figure. :func:`~fixlip_captum.plot.write_viewer` takes the same mapping and
+        writes it as one interactive page.
     """
     if not explanations:
         raise ValueError("Pass at least one explanation: {'method name': explanation}.")
     kinds = check_kinds(edge_kinds)
-    ctx = _same_pair(explanations)
+    ctx = same_pair(explanations)
     grid = panel_grid(
         ctx,
         len(explanations),

@@ -83,6 +83,7 @@ def render_report(
     k_edges: int = 10,
     conditional: bool = True,
     dpi: int = 100,
+    viewer_href: str | None = None,
 ) -> str:
     """The report as an HTML string; see :func:`write_report`."""
     t0 = time.perf_counter()
@@ -93,6 +94,11 @@ def render_report(
     parts: list[str] = []
     heading = title or f"FIxLIP explanation ({describe(iv)})"
     parts.append(f"<h1>{html.escape(heading)}</h1>")
+    if viewer_href is not None:
+        parts.append(
+            f'<p><a href="{html.escape(viewer_href, quote=True)}">Open the interactive '
+            "viewer</a> (hover a word to see what it binds to).</p>"
+        )
     if ctx.caption:
         parts.append(f'<div class="caption">Caption: “{html.escape(ctx.caption)}”</div>')
 
@@ -187,6 +193,7 @@ def write_report(
     k_edges: int = 10,
     conditional: bool = True,
     dpi: int = 100,
+    viewer_href: str | None = None,
 ) -> Path:
     """Write a self-contained HTML page explaining one image-text pair.
 
@@ -206,6 +213,8 @@ def write_report(
         k_edges: Interactions drawn as edges in the joint view.
         conditional: Include the per-word conditional maps.
         dpi: Resolution of the embedded figures.
+        viewer_href: Link to the interactive viewer of the same explanation (e.g.
+            ``"viewer.html"`` from :func:`~fixlip_captum.plot.write_viewer`), shown at the top.
 
     Returns:
         The path written.
@@ -222,6 +231,7 @@ def write_report(
         k_edges=k_edges,
         conditional=conditional,
         dpi=dpi,
+        viewer_href=viewer_href,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
