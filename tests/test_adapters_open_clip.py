@@ -338,3 +338,135 @@ def test_half_precision_model_takes_float32_inputs(family):
         )
         assert got.dtype == torch.float32
         assert (got - ref).abs().max() < 0.1
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 20/19: pooling kinds under drop, tokenizer kinds, refusals, token-id checks
+# ---------------------------------------------------------------------------------------
+
+BERT_WORDS = ("a", "red", "cat", "on", "the", "grass", "photo", "of")
+
+
+def _wordpiece_tokenizer(tmp_path, strip_sep: bool):
+    """open_clip's ``HFTokenizer`` around an offline WordPiece (BERT) tokenizer, as CLIPA."""
+    from open_clip.tokenizer import HFTokenizer
+    from transformers import BertTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *BERT_WORDS]
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}).save_pretrained(tmp_path)
+    return HFTokenizer(str(tmp_path), context_length=12, strip_sep_token=strip_sep)
+
+
+def _tiny_clipa(vocab_size: int, final_ln_after_pool: bool):
+    """CLIPA-shaped CustomTextCLIP: averaged patch tokens (no pooled class token),
+    bidirectional text tower pooled at the last position."""
+    torch.manual_seed(5)
+    vision = dict(
+        image_size=32,
+        patch_size=8,
+        width=32,
+        layers=2,
+        head_width=16,
+        no_ln_pre=True,
+        pool_type="avg",
+        final_ln_after_pool=final_ln_after_pool,
+    )
+    text = dict(
+        context_length=12,
+        vocab_size=vocab_size,
+        width=32,
+        heads=2,
+        layers=2,
+        pool_type="last",
+        no_causal_mask=True,
+    )
+    return open_clip.CustomTextCLIP(embed_dim=16, vision_cfg=vision, text_cfg=text).eval()
+
+
+@pytest.mark.parametrize("strip_sep", [True, False])
+@pytest.mark.parametrize("final_ln_after_pool", [True, False])
+def test_clipa_wordpiece_special_tokens_and_average_pool_drop(
+    tmp_path, strip_sep, final_ln_after_pool
+):
+    tokenizer = _wordpiece_tokenizer(tmp_path, strip_sep)
+    model = _tiny_clipa(len(tokenizer.tokenizer), final_ln_after_pool)
+    adapter = get_adapter(model, tokenizer)
+    text = adapter.tokenize("a red cat")
+    assert text.labels == ["a", "red", "cat"]  # no [CLS], no [SEP]
+    assert int(text.input_ids[0]) == tokenizer.tokenizer.cls_token_id
+    px = random_pixels(2)
+    ids = tokenizer(["a red cat"])[0]
+    v = float(adapter.similarity(adapter.encode_image(px), adapter.encode_text(text))[0, 0])
+    assert v == pytest.approx(_model_logit(model, px, ids), abs=ATOL)
+    full = torch.ones(1, 16, dtype=torch.bool)
+    torch.testing.assert_close(adapter.encode_image(px, full, "drop"), adapter.encode_image(px))
+    none = adapter.encode_image(px, torch.zeros(1, 16, dtype=torch.bool), "drop")
+    # The mean of no patch is zero: what the tower makes of a zero pooled feature.
+    zero = torch.zeros(1, 32)
+    pooled = model.visual.ln_post(zero) if final_ln_after_pool else zero
+    expected = torch.nn.functional.normalize(pooled @ model.visual.proj, dim=-1)
+    torch.testing.assert_close(none, expected)
+
+
+def test_timm_average_pool_drop_keeps_no_patch_finite():
+    import timm
+    from open_clip.timm_model import TimmModel
+
+    torch.manual_seed(6)
+    trunk = timm.models.vision_transformer.VisionTransformer(
+        img_size=32,
+        patch_size=8,
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+        class_token=False,
+        global_pool="avg",
+        num_classes=0,
+    )
+    model = copy.deepcopy(tiny_open_clip_siglip())
+    visual = TimmModel("vit_tiny_patch16_224", embed_dim=32, image_size=32, pool="", proj="linear")
+    visual.trunk = trunk.eval()
+    visual.head = torch.nn.Linear(32, 32)
+    model.visual = visual
+    adapter = get_adapter(model, siglip_word_tokenizer())
+    px = random_pixels(3)
+    full = torch.ones(1, 16, dtype=torch.bool)
+    torch.testing.assert_close(
+        adapter.encode_image(px, full, "drop"), adapter.encode_image(px), atol=1e-6, rtol=1e-5
+    )
+    none = adapter.encode_image(px, torch.zeros(1, 16, dtype=torch.bool), "drop")
+    expected = torch.nn.functional.normalize(visual.head(trunk.fc_norm(torch.zeros(1, 32))), dim=-1)
+    torch.testing.assert_close(none, expected)
+
+
+def test_unsupported_towers_name_the_classes():
+    model = copy.deepcopy(tiny_open_clip_siglip())
+    model.visual.trunk.patch_embed.proj = torch.nn.Identity()  # a conv stem (MobileCLIP-B)
+    with pytest.raises(UnsupportedModelError, match=r"VisionTransformer trunk.*Identity"):
+        get_adapter(model, siglip_word_tokenizer())
+    model = copy.deepcopy(tiny_open_clip_siglip())
+    model.text = torch.nn.Linear(2, 2)
+    with pytest.raises(UnsupportedModelError, match="text tower Linear"):
+        get_adapter(model, siglip_word_tokenizer())
+
+
+def test_token_ids_checked_and_special_only_caption_refused():
+    adapter = get_adapter(tiny_open_clip_clip(), open_clip_bpe_tokenizer())
+    ids = open_clip_bpe_tokenizer()(["a cat"])[0]
+    with pytest.raises(TypeError, match="integers"):
+        adapter.tokenize(ids.float() + 0.4)
+    with pytest.raises(ValueError, match=r"\[0, 49408\)"):
+        adapter.tokenize(torch.tensor([49406, 50000, 49407]))
+    with pytest.raises(ValueError, match=r"besides special tokens"):
+        adapter.tokenize("<start_of_text>")
+
+
+def test_unknown_words_are_warned_about():
+    from fixlip_captum.models import get_tokenizer, load_default
+
+    model, _, tokenizer = load_default()
+    adapter = get_adapter(model, tokenizer)
+    with pytest.warns(UserWarning, match="unknown to the tokenizer"):
+        text = adapter.tokenize("a zebra circle")
+    assert text.n_players == 3
+    assert get_tokenizer is not None

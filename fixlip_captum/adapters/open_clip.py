@@ -404,10 +404,12 @@ class OpenCLIPAdapter(DualEncoderAdapter):
             getattr(inner, "bos_token_id", None),
             getattr(inner, "cls_token_id", None),
         )
+        # open_clip's HFTokenizer(strip_sep_token=True) turns [SEP] into padding (CLIPA).
+        sep = None if getattr(tokenizer, "strip_sep_token", False) else "sep_token_id"
         self.eot_id = _first_int(
             getattr(tokenizer, "eot_token_id", None),
             getattr(inner, "eos_token_id", None),
-            getattr(inner, "sep_token_id", None),
+            getattr(inner, sep, None) if sep else None,
             self._text.eos_id if self._text.pool_type == "eos" else None,
         )
         pad_id = _first_int(
