@@ -457,7 +457,7 @@ class HFDualEncoderAdapter(DualEncoderAdapter):
         Returns:
             :class:`TextInput` with ``input_ids [L]``, ``attention_mask [L]``,
             ``player_positions [n_T]`` (every non-special attended token except the pooled
-            position), ``labels`` and ``extra["pool_position"]``.
+            position), ``labels`` and ``pool_position``.
         """
         if isinstance(text, TextInput):
             return text
