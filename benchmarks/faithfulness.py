@@ -48,17 +48,17 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from fixlip_captum.games.evaluate import evaluate_game  # noqa: E402
 from fixlip_captum.metrics import (  # noqa: E402
     draw_coalitions,
     faithfulness_scores,
     insertion_deletion,
     pointing_game,
 )
-from fixlip_captum.metrics._common import evaluate_game  # noqa: E402
-from fixlip_captum.models.train import TEST_SEED  # noqa: E402
+from fixlip_captum.models import TEST_SEED  # noqa: E402
 
 #: Benchmark scenes: inside the held-out test range of the default model
-#: (``fixlip_captum.models.train.TEST_SEED`` = 2e9, never used for training or validation),
+#: (``fixlip_captum.models.TEST_SEED`` = 2e9, never used for training or validation),
 #: 1e6 above the seeds that tests/test_default_model.py uses.
 HELD_OUT_SEED_OFFSET = TEST_SEED + 1_000_000
 DISTRIBUTIONS: tuple[float | str, ...] = (0.3, 0.5, 0.7, "shapley")

@@ -6,6 +6,9 @@ Core estimators (torch, any device):
 * :func:`approximate_interactions` — model-agnostic sampling estimator;
 * :func:`approximate_crossmodal` — the fast FIxLIP estimator for image-text games.
 
+Whole datasets: :func:`explain_dataset` (resumable Parquet output, local or Ray engine)
+and :func:`load_results`.
+
 Results are :class:`FIxLIPInteractionValues`, a subclass of ``shapiq.InteractionValues``.
 """
 
@@ -32,8 +35,10 @@ __all__ = [
     "approximate_crossmodal",
     "approximate_interactions",
     "exact_interactions",
+    "explain_dataset",
     "first_order_values",
     "load_interaction_values",
+    "load_results",
     "make_interaction_values",
 ]
 
@@ -44,4 +49,9 @@ def __getattr__(name: str) -> Any:
         from .attr.fixlip import FIxLIP
 
         return FIxLIP
+    # The batch engine pulls in pyarrow: also on first use only.
+    if name in ("explain_dataset", "load_results"):
+        from . import batch
+
+        return getattr(batch, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

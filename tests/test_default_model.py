@@ -9,11 +9,14 @@ import open_clip
 import pytest
 import torch
 
+from benchmarks.train_scenes_clip import encode_text_trimmed
 from fixlip_captum.models import (
     CHECKPOINT_PATH,
     CONFIG_PATH,
     MODEL_CARD_PATH,
     MODEL_NAME,
+    TEST_SEED,
+    VAL_SEED,
     SceneTokenizer,
     load_default,
 )
@@ -23,7 +26,6 @@ from fixlip_captum.models.evaluate import (
     masking_pointing_accuracy,
     retrieval_top1,
 )
-from fixlip_captum.models.train import TEST_SEED, VAL_SEED, encode_text_trimmed
 from fixlip_captum.scenes import generate_batch, generate_sample
 from fixlip_captum.scenes.captions import CAPTION_VOCABULARY
 

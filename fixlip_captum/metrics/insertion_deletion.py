@@ -31,12 +31,8 @@ from typing import Literal
 import numpy as np
 from shapiq import InteractionValues
 
-from fixlip_captum.metrics._common import (
-    ExplanationArrays,
-    JointGameFn,
-    evaluate_game,
-    explanation_arrays,
-)
+from fixlip_captum.games.evaluate import JointGameFn, evaluate_game
+from fixlip_captum.surrogate import ExplanationArrays, explanation_arrays
 
 __all__ = ["InsertionDeletionResult", "greedy_order", "insertion_deletion"]
 

@@ -52,13 +52,9 @@ from scipy.stats import rankdata
 from shapiq import InteractionValues
 
 from fixlip_captum._validation import check_p
-from fixlip_captum.metrics._common import (
-    JointGameFn,
-    evaluate_game,
-    explanation_arrays,
-    surrogate_values,
-)
+from fixlip_captum.games.evaluate import JointGameFn, evaluate_game
 from fixlip_captum.samplers import bernoulli_coalitions, make_generator, shapley_kernel_coalitions
+from fixlip_captum.surrogate import explanation_arrays, surrogate_values
 
 __all__ = [
     "FaithfulnessResult",

@@ -33,7 +33,7 @@ import numpy as np
 from shapiq import InteractionValues
 
 from fixlip_captum.interaction_values import first_order_values
-from fixlip_captum.metrics._common import explanation_arrays
+from fixlip_captum.surrogate import explanation_arrays
 
 __all__ = ["PointingGameResult", "pointing_game", "pointing_game_ratio"]
 

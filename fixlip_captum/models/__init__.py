@@ -20,7 +20,9 @@ __all__ = [
     "CONFIG_PATH",
     "MODEL_CARD_PATH",
     "MODEL_NAME",
+    "TEST_SEED",
     "TOKENIZER_PATH",
+    "VAL_SEED",
     "SceneTokenizer",
     "get_tokenizer",
     "load_default",
@@ -28,6 +30,11 @@ __all__ = [
 ]
 
 MODEL_NAME = "scenes-clip"
+#: First scene seed of the validation scenes of the training logs (never trained on).
+VAL_SEED = 500_000_000
+#: First scene seed of the held-out test scenes (tests, benchmarks; never trained on or
+#: used for validation).
+TEST_SEED = 2_000_000_000
 ASSETS_DIR = Path(__file__).resolve().parent / "assets"
 #: open_clip model config; its file stem is the registered model name.
 CONFIG_PATH = ASSETS_DIR / f"{MODEL_NAME}.json"
@@ -81,7 +88,8 @@ def load_default(
     if not CHECKPOINT_PATH.is_file():
         raise FileNotFoundError(
             f"scenes-clip weights {CHECKPOINT_PATH} are missing; they ship inside the package "
-            "(reinstall fixlip-captum, or train them with `python -m fixlip_captum.models.train`)"
+            "(reinstall fixlip-captum, or train them from a source checkout with "
+            "`python benchmarks/train_scenes_clip.py`)"
         )
     register_config()
     model, _, preprocess = open_clip.create_model_and_transforms(

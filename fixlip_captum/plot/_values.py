@@ -13,7 +13,7 @@ from fixlip_captum.interaction_values import (
     first_order_values,
     require_context,
 )
-from fixlip_captum.metrics._common import explanation_arrays
+from fixlip_captum.surrogate import explanation_arrays
 
 EDGE_KINDS = ("image-text", "image-image", "text-text")
 

@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 from shapiq import InteractionValues
 
 from fixlip_captum.metrics import greedy_order
-from fixlip_captum.metrics._common import explanation_arrays, surrogate_values
+from fixlip_captum.surrogate import explanation_arrays, surrogate_values
 from fixlip_captum.plot._canvas import (
     draw_grid_lines,
     draw_image,

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from fixlip_captum.scenes.generator import COLOURS, SHAPES
+from fixlip_captum.scenes.objects import COLOURS, SHAPES, SceneObject
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-    from fixlip_captum.scenes.generator import Sample, SceneObject
 
 __all__ = [
     "CAPTION_KINDS",
@@ -66,6 +64,18 @@ CAPTION_VOCABULARY: tuple[str, ...] = tuple(
         + list(SHAPES)
     )
 )
+
+
+class CaptionedScene(Protocol):
+    """What the hard negatives read from a scene: its objects and its caption (a
+    :class:`~fixlip_captum.scenes.Sample` is one)."""
+
+    @property
+    def objects(self) -> Sequence[SceneObject]: ...
+
+    @property
+    def caption(self) -> Caption: ...
+
 
 _WORD_RE = re.compile(r"[a-z]+|,")
 
@@ -197,7 +207,7 @@ def caption_matches(objects: Sequence[SceneObject], caption: Caption) -> bool:
     return all(tuple(m) in keys for m in caption.mentions)
 
 
-def _swap(sample: Sample, rng: np.random.Generator, attr: int) -> Caption:
+def _swap(sample: CaptionedScene, rng: np.random.Generator, attr: int) -> Caption:
     """Break the colour (attr 0) or shape (attr 1) binding of one or two mentions."""
     cap = sample.caption
     mentions = [list(m) for m in cap.mentions]
@@ -219,20 +229,20 @@ def _swap(sample: Sample, rng: np.random.Generator, attr: int) -> Caption:
     return render_caption([(colour, shape) for colour, shape in mentions], owners, cap.template)
 
 
-def colour_swap_caption(sample: Sample, rng: np.random.Generator) -> Caption:
+def colour_swap_caption(sample: CaptionedScene, rng: np.random.Generator) -> Caption:
     """Swap the colours of two named objects (one named object: take another object's
     colour). Same phrasing as the sample's caption; never describes the scene because the
     objects of a scene have distinct colours and shapes."""
     return _swap(sample, rng, 0)
 
 
-def shape_swap_caption(sample: Sample, rng: np.random.Generator) -> Caption:
+def shape_swap_caption(sample: CaptionedScene, rng: np.random.Generator) -> Caption:
     """Swap the shapes of two named objects (one named object: take another object's
     shape). Same phrasing as the sample's caption."""
     return _swap(sample, rng, 1)
 
 
-def absent_object_caption(sample: Sample, rng: np.random.Generator) -> Caption:
+def absent_object_caption(sample: CaptionedScene, rng: np.random.Generator) -> Caption:
     """Replace one named object by a ``(colour, shape)`` pair that is not in the scene."""
     cap = sample.caption
     present = {o.key for o in sample.objects}
@@ -245,7 +255,7 @@ def absent_object_caption(sample: Sample, rng: np.random.Generator) -> Caption:
     return render_caption(mentions, owners, cap.template)
 
 
-def hard_negative(sample: Sample, kind: str, rng: np.random.Generator) -> Caption:
+def hard_negative(sample: CaptionedScene, kind: str, rng: np.random.Generator) -> Caption:
     """A caption in the sample's phrasing that does not describe its scene.
 
     Args:

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw
 
+from fixlip_captum.scenes.captions import Caption, draw_template, hard_negative, render_caption
+from fixlip_captum.scenes.objects import COLOURS, SHAPES, SceneObject
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-    from fixlip_captum.scenes.captions import Caption
 
 __all__ = [
     "COLOURS",
@@ -25,34 +26,6 @@ __all__ = [
     "render_scene",
 ]
 
-#: Object colours (name -> RGB). Saturated or extreme, so they stand out from the greyish
-#: background; names are single words so a word-level tokenizer maps one word to one colour.
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (215, 30, 30),
-    "orange": (245, 135, 15),
-    "yellow": (240, 225, 30),
-    "green": (35, 165, 45),
-    "cyan": (40, 215, 230),
-    "blue": (30, 55, 215),
-    "purple": (135, 35, 185),
-    "pink": (250, 125, 195),
-    "white": (250, 250, 250),
-    "black": (15, 15, 15),
-}
-
-#: Shape names, single words.
-SHAPES: tuple[str, ...] = (
-    "circle",
-    "square",
-    "triangle",
-    "star",
-    "cross",
-    "ring",
-    "diamond",
-    "heart",
-    "hexagon",
-)
-
 DEFAULT_IMAGE_SIZE = 96
 _GRID = 2  # cells per side
 # Object radius as a fraction of the cell side, and the colour jitter per channel.
@@ -64,39 +37,6 @@ _POSITION_JITTER = 0.04
 _COLOUR_JITTER = 12
 # Probability of 1, 2, 3, 4 objects when ``n_objects`` is not given.
 _N_OBJECT_PROBS = (0.1, 0.25, 0.3, 0.35)
-
-
-@dataclass(frozen=True, eq=False)
-class SceneObject:
-    """One drawn shape.
-
-    Attributes:
-        colour: Colour name (a key of :data:`COLOURS`).
-        shape: Shape name (one of :data:`SHAPES`).
-        cell: Cell index ``0..3`` in the 2x2 grid, row-major (0 top-left, 3 bottom-right).
-        center: ``(x, y)`` centre in pixels.
-        radius: Outer radius in pixels.
-        bbox: ``(x0, y0, x1, y1)`` pixel box of :attr:`mask` (x1, y1 exclusive).
-        mask: ``[H, W]`` bool, the pixels painted with this object's colour.
-    """
-
-    colour: str
-    shape: str
-    cell: int
-    center: tuple[float, float]
-    radius: float
-    bbox: tuple[int, int, int, int]
-    mask: np.ndarray = field(repr=False)
-
-    @property
-    def name(self) -> str:
-        """``"<colour> <shape>"``, e.g. ``"red circle"``."""
-        return f"{self.colour} {self.shape}"
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """``(colour, shape)``."""
-        return (self.colour, self.shape)
 
 
 def _as_grid(grid: int | tuple[int, int]) -> tuple[int, int]:
@@ -238,8 +178,6 @@ class Sample:
         """A caption that does not describe this scene; see
         :func:`~fixlip_captum.scenes.hard_negative` (``kind`` in ``"colour_swap"``,
         ``"shape_swap"``, ``"absent"``)."""
-        from fixlip_captum.scenes.captions import hard_negative
-
         return hard_negative(self, kind, np.random.default_rng(seed))
 
 
@@ -409,8 +347,6 @@ def generate_sample(
     Returns:
         A :class:`Sample`.
     """
-    from fixlip_captum.scenes.captions import draw_template, render_caption
-
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     rng = np.random.default_rng(int(seed))

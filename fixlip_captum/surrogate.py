@@ -1,19 +1,16 @@
-"""Helpers shared by the metrics: explanation terms as arrays, surrogate, batched game calls."""
+"""An explanation of order <= 2 as dense arrays, and the additive surrogate it defines.
+
+Used by the metrics, the plots and the benchmarks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from shapiq import InteractionValues
 
-from fixlip_captum._validation import as_values
-
-__all__ = ["ExplanationArrays", "evaluate_game", "explanation_arrays", "surrogate_values"]
-
-JointGameFn = Callable[[torch.Tensor], "torch.Tensor | np.ndarray"]
+__all__ = ["ExplanationArrays", "explanation_arrays", "surrogate_values"]
 
 
 @dataclass
@@ -105,33 +102,3 @@ def surrogate_values(
     if include_intercept:
         out = out + arrays.intercept
     return out
-
-
-def evaluate_game(
-    game: JointGameFn,
-    coalitions: np.ndarray | torch.Tensor,
-    *,
-    batch_size: int = 256,
-) -> np.ndarray:
-    """Call a joint game on many coalitions in batches.
-
-    Args:
-        game: ``game(coalitions [b, n] bool) -> [b]`` values.
-        coalitions: ``[m, n]`` bool, ``True`` = kept.
-        batch_size: Coalitions per call (bounds memory of the model forward).
-
-    Returns:
-        ``[m]`` float64 values.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    coal = torch.as_tensor(coalitions).to(torch.bool)
-    if coal.ndim != 2:
-        raise ValueError(f"coalitions must be [m, n], got shape {tuple(coal.shape)}.")
-    outs = []
-    for start in range(0, coal.shape[0], batch_size):
-        chunk = coal[start : start + batch_size]
-        # as_values raises a clear error on a wrong shape or NaN/inf output.
-        out = as_values(game(chunk), (chunk.shape[0],), torch.device("cpu"), what="joint game")
-        outs.append(out.numpy())
-    return np.concatenate(outs) if outs else np.zeros(0)
