@@ -5,6 +5,8 @@
 ``report.html`` with ``--report``); ``fixlip demo`` does the same on a generated scene with the
 shipped model and always writes ``viewer.html``. ``fixlip view interactions.json`` writes the
 interactive viewer of saved explanations (several files: side by side).
+``fixlip explain-dataset SOURCE --out DIR`` explains every pair of a dataset
+(:func:`fixlip_captum.explain_dataset`).
 """
 
 from __future__ import annotations
@@ -194,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     view.add_argument("--title", default=None, help="page title (default: the caption)")
     view.add_argument("--top", type=int, default=10, help="edges drawn when the page opens")
+    _add_explain_dataset(sub)
     return parser
 
 
@@ -209,8 +212,103 @@ def _view(
     print(f"wrote {path}  (open it in a browser)")
 
 
+def _add_explain_dataset(sub: argparse._SubParsersAction) -> None:
+    """``fixlip explain-dataset``: options mirror :func:`fixlip_captum.explain_dataset`."""
+    cmd = sub.add_parser(
+        "explain-dataset",
+        help="explain every pair of a dataset into Parquet (resumable; local or Ray)",
+        description="Explain every image-text pair of SOURCE into a Parquet dataset in --out. "
+        "Rerunning the same command continues an interrupted run; failed rows become error "
+        "rows. Exit status: 0, or 1 when nothing succeeded (or, with --strict, when a row "
+        "failed), 2 on bad arguments, 130 when interrupted.",
+    )
+    cmd.add_argument(
+        "source", help="JSONL/CSV manifest (image, text[, id]) or imagefolder with metadata"
+    )
+    cmd.add_argument("--out", required=True, help="results folder (Parquet parts)")
+    cmd.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="scenes-clip (offline default) | open_clip:ARCH:PRETRAINED | hf:MODEL_ID",
+    )
+    cmd.add_argument("--p", type=float, default=0.5, help="keep-probability in (0, 1)")
+    cmd.add_argument(
+        "--budget", type=int, default=None, help="mask pairs per explanation (default 2^17+)"
+    )
+    cmd.add_argument("--pairs", choices=("all", "crossmodal"), default="all")
+    cmd.add_argument("--masking", choices=("mean", "drop"), default="mean")
+    cmd.add_argument("--mode", choices=("banzhaf", "shapley"), default="banzhaf")
+    cmd.add_argument("--engine", choices=("local", "ray"), default="local")
+    cmd.add_argument("--workers", type=int, default=1, help="Ray workers (one model each)")
+    cmd.add_argument("--gpus-per-worker", type=float, default=None, help="default 1 if GPUs")
+    cmd.add_argument("--cpus-per-worker", type=float, default=None)
+    cmd.add_argument("--address", default=None, help="Ray cluster to join (default: local)")
+    cmd.add_argument("--device", default=None, help="local engine: cpu, cuda, cuda:1, ...")
+    cmd.add_argument("--seed", type=int, default=0, help="run seed (pair seeds derive from it)")
+    cmd.add_argument("--limit", type=int, default=None, help="only the first K rows")
+    cmd.add_argument("--shard", default=None, help="I/N: only rows with position %% N == I")
+    cmd.add_argument("--overwrite", action="store_true", help="delete previous results first")
+    cmd.add_argument("--strict", action="store_true", help="exit 1 when any row failed")
+    cmd.add_argument("--json", action="store_true", help="also write shapiq JSON per pair")
+    cmd.add_argument("--image-column", default=None, help="default image (file_name)")
+    cmd.add_argument("--text-column", default="text")
+    cmd.add_argument("--id-column", default=None, help="default id when present, else row")
+    cmd.add_argument("--part-size", type=int, default=32, help="pairs per Parquet part")
+    cmd.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _run_explain_dataset(args: argparse.Namespace) -> int:
+    from fixlip_captum.batch import explain_dataset
+
+    try:
+        summary = explain_dataset(
+            args.source,
+            args.out,
+            model=args.model,
+            p=args.p,
+            budget=args.budget,
+            pairs=args.pairs,
+            masking=args.masking,
+            mode=args.mode,
+            engine=args.engine,
+            workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker,
+            cpus_per_worker=args.cpus_per_worker,
+            address=args.address,
+            device=args.device,
+            seed=args.seed,
+            limit=args.limit,
+            shard=args.shard,
+            overwrite=args.overwrite,
+            json=args.json,
+            image_column=args.image_column,
+            text_column=args.text_column,
+            id_column=args.id_column,
+            part_size=args.part_size,
+            show_progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print(
+            "fixlip: interrupted; finished pairs are saved, run the same command to continue",
+            file=sys.stderr,
+        )
+        return 130
+    except (ModelSpecError, WeightsUnavailableError, FileNotFoundError, ValueError) as exc:
+        print(f"fixlip: error: {exc}", file=sys.stderr)
+        return 2
+    except (ImportError, RuntimeError) as exc:
+        print(f"fixlip: error: {exc}", file=sys.stderr)
+        return 1
+    print(summary.format())
+    if summary.failed and not summary.done:  # nothing this run tried succeeded
+        return 1
+    return 1 if args.strict and summary.failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "explain-dataset":
+        return _run_explain_dataset(args)
     if args.command == "view":
         try:
             _view(args.files, args.out, args.image, args.title, args.top)

@@ -16,6 +16,7 @@ part or none of it (at worst a stale file in ``_tmp``, which no reader looks at)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -131,6 +132,12 @@ class PartStore:
                 shutil.rmtree(self.root / name)
         if (self.root / RUN_FILE).is_file():
             (self.root / RUN_FILE).unlink()
+
+    def tidy(self) -> None:
+        """Remove the temporary folders when they are empty (other runs may still write)."""
+        for tmp in (self.root / TMP_DIR, self.root / JSON_DIR / TMP_DIR):
+            with contextlib.suppress(OSError):
+                tmp.rmdir()
 
     def stale_tmp_files(self) -> list[Path]:
         """Temporary files left by killed processes (or by runs still writing)."""

@@ -164,6 +164,7 @@ def run_to_store(
     finally:
         # Also on Ctrl-C (KeyboardInterrupt propagates after this): keep what is finished.
         writer.flush()
+        store.tidy()
     return RunSummary(
         out=Path(out),
         selected=len(positions),
