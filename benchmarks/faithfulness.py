@@ -18,6 +18,14 @@ Usage::
 
     python benchmarks/faithfulness.py            # full run
     python benchmarks/faithfulness.py --quick    # small smoke run (< 5 min on 2 CPU cores)
+    python benchmarks/faithfulness.py --engine ray --workers 2 --cpus-per-worker 1
+    python benchmarks/faithfulness.py --shard 0/2 & python benchmarks/faithfulness.py --shard 1/2
+
+The scenes run on the batch engine of :mod:`fixlip_captum.batch`: each scene's rows are
+written to a Parquet part in ``--work-dir`` (default ``OUT/faithfulness[_quick]_parts``) as
+soon as the scene is done, so an interrupted run continues where it stopped when started
+again, and shards (one process per core, node or SLURM task) fill the same folder; every
+run writes the tables of all scenes done so far (marked partial until all are).
 
 Writes into ``--out`` (default ``benchmarks/results``): ``faithfulness[_quick].md``
 (tables), ``faithfulness[_quick].csv`` (one row per scene and method), and PNGs
@@ -29,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import platform
 import sys
@@ -42,7 +49,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -225,54 +231,77 @@ class Config:
     methods: list[str] | None = None
     quick: bool = False
     out: Path = ROOT / "benchmarks" / "results"
-    scene_indices: list[int] | None = None
 
 
 FULL = {"n_scenes": 40, "n_faithfulness": 1000}
 QUICK = {"n_scenes": 4, "n_faithfulness": 100}
+SCORES = ("span", "aid_raw", "insertion", "deletion", "aid", "seconds", "pgr")
 
 
-def run(cfg: Config, checkpoint: Any = None) -> dict[str, Any]:
-    """Explain and score every scene with every method.
+def row_schema() -> Any:
+    """Arrow schema of the benchmark's rows (one per scene and method)."""
+    import pyarrow as pa
 
-    Args:
-        cfg: The configuration.
-        checkpoint: Called as ``checkpoint(result, scenes_done)`` after every scene, so that
-            partial results are written as the run goes.
+    fields = [
+        ("id", pa.string()),
+        ("scene", pa.int64()),
+        ("scene_seed", pa.int64()),
+        ("n_named", pa.int64()),
+        ("n_players", pa.int64()),
+        ("grid_rows", pa.int64()),
+        ("grid_cols", pa.int64()),
+        ("method", pa.string()),
+        ("error", pa.string()),
+        ("order", pa.int64()),
+        ("pgr_source", pa.string()),
+        *((k, pa.float64()) for k in SCORES),
+        *(
+            (f"{m}_{_dist_key(d)}", pa.float64())
+            for d in DISTRIBUTIONS
+            for m in ("spearman", "pearson", "r2")
+        ),
+        ("curve_insertion", pa.list_(pa.float64())),
+        ("curve_deletion", pa.list_(pa.float64())),
+    ]
+    return pa.schema(fields)
 
-    Returns:
-        ``{"rows", "curves", "fractions", "model", "grid", "settings", "methods"}``.
-    """
-    from fixlip_captum.adapters import get_adapter
-    from fixlip_captum.games import JointGame
-    from fixlip_captum.models import MODEL_NAME, load_default
 
-    model, _, tokenizer = load_default()
-    adapter = get_adapter(model, tokenizer)
-    grid = tuple(adapter.patch_grid)
-    runs = benchmark_methods(cfg.methods, cfg.quick)
-    explainers = [Explainer(r, model, tokenizer) for r in runs]
-    scenes = held_out_scenes(cfg.n_scenes, seed=cfg.seed)
-    indices = cfg.scene_indices if cfg.scene_indices is not None else range(len(scenes))
-    rows: list[dict[str, Any]] = []
-    curves: dict[str, dict[str, list[Any]]] = {
-        e.name: {"insertion": [], "deletion": [], "scene": []} for e in explainers
-    }
-    result = {
-        "rows": rows,
-        "curves": curves,
-        "fractions": np.linspace(0, 1, cfg.n_grid),
-        "model": MODEL_NAME,
-        "grid": grid,
-        "settings": {e.name: e.settings for e in explainers},
-        "methods": [e.name for e in explainers],
-    }
-    bar = tqdm(total=len(indices) * len(explainers), desc="benchmark", unit="expl")
-    for done, i in enumerate(indices):
-        sample = scenes[i]
-        game = JointGame(adapter, sample.image, sample.text, batch_size=cfg.batch_size)
+class SceneTask:
+    """Explains and scores one scene with every method (a task of the batch engine,
+    :mod:`fixlip_captum.batch`: ``setup`` builds the model and the explainers once per
+    worker, ``run(i)`` returns the rows of scene ``i``)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.labels = [r.label for r in benchmark_methods(cfg.methods, cfg.quick)]
+
+    def setup(self, device: str) -> None:
+        from fixlip_captum.adapters import get_adapter
+        from fixlip_captum.models import load_default
+
+        model, _, tokenizer = load_default(device=device)
+        self.adapter = get_adapter(model, tokenizer)
+        self.grid = tuple(self.adapter.patch_grid)
+        runs = benchmark_methods(self.cfg.methods, self.cfg.quick)
+        self.explainers = [Explainer(r, model, tokenizer) for r in runs]
+        self.scenes = held_out_scenes(self.cfg.n_scenes, seed=self.cfg.seed)
+
+    def _row(self, i: int, method: str, **fields: Any) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": str(i), "scene": i, "method": method, "error": None}
+        row.update(fields)
+        return row
+
+    def failed(self, i: int, message: str) -> list[dict[str, Any]]:
+        return [self._row(i, m, error=message) for m in self.labels]
+
+    def run(self, i: int) -> list[dict[str, Any]]:
+        from fixlip_captum.games import JointGame
+
+        cfg = self.cfg
+        sample = self.scenes[i]
+        game = JointGame(self.adapter, sample.image, sample.text, batch_size=cfg.batch_size)
         n = game.n_players
-        tokens, masks, n_named = pointing_ground_truth(sample, game.text.labels, grid)
+        tokens, masks, n_named = pointing_ground_truth(sample, game.text.labels, self.grid)
         # One set of coalitions and one game evaluation per scene and distribution.
         faith_data = {}
         for j, dist in enumerate(DISTRIBUTIONS):
@@ -280,16 +309,17 @@ def run(cfg: Config, checkpoint: Any = None) -> dict[str, Any]:
             vals = evaluate_game(game, coal, batch_size=4096)
             faith_data[dist] = (coal, vals)
         v_empty = game.v_empty
-        for ex in explainers:
-            bar.set_postfix_str(f"scene {i + 1}/{len(scenes)} {ex.name}")
-            row: dict[str, Any] = {
-                "scene": i,
-                "scene_seed": sample.seed,
-                "n_named": n_named,
-                "n_players": n,
-                "method": ex.name,
-                "error": "",
-            }
+        rows = []
+        for ex in self.explainers:
+            row = self._row(
+                i,
+                ex.name,
+                scene_seed=sample.seed,
+                n_named=n_named,
+                n_players=n,
+                grid_rows=self.grid[0],
+                grid_cols=self.grid[1],
+            )
             try:
                 start = time.perf_counter()
                 iv = ex(sample.image, sample.text)
@@ -299,23 +329,15 @@ def run(cfg: Config, checkpoint: Any = None) -> dict[str, Any]:
                 row["order"] = 2 if any(len(t) == 2 for t in iv.interaction_lookup) else 1
                 res = insertion_deletion(iv, game, n_grid=cfg.n_grid, batch_size=4096)
                 span = res.v_full - res.v_empty
-                row.update(
-                    span=span,
-                    aid_raw=res.aid_raw,
-                    **(
-                        {
-                            "insertion": res.insertion_area,
-                            "deletion": res.deletion_area,
-                            "aid": res.aid,
-                        }
-                        if span >= MIN_SPAN
-                        else {}
-                    ),
-                )
+                row.update(span=span, aid_raw=res.aid_raw)
                 if span >= MIN_SPAN:
-                    curves[ex.name]["insertion"].append(res.insertion)
-                    curves[ex.name]["deletion"].append(res.deletion)
-                    curves[ex.name]["scene"].append(i)
+                    row.update(
+                        insertion=res.insertion_area,
+                        deletion=res.deletion_area,
+                        aid=res.aid,
+                        curve_insertion=[float(v) for v in res.insertion],
+                        curve_deletion=[float(v) for v in res.deletion],
+                    )
                 for dist, (coal, vals) in faith_data.items():
                     f = faithfulness_scores(iv, coal, vals, v_empty, distribution=dist)
                     key = _dist_key(dist)
@@ -330,11 +352,95 @@ def run(cfg: Config, checkpoint: Any = None) -> dict[str, Any]:
                 if cfg.quick:
                     traceback.print_exc()
             rows.append(row)
-            bar.update(1)
-        if checkpoint is not None:
-            checkpoint(result, done + 1)
-    bar.close()
-    return result
+        return rows
+
+
+def run(
+    cfg: Config,
+    work_dir: Path,
+    options: Any = None,
+    *,
+    shard: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Explain and score every scene with every method, on the batch engine.
+
+    Each scene's rows are written to a Parquet part in ``work_dir`` as soon as the scene is
+    done, so an interrupted run continues where it stopped, and runs of shards
+    (``--shard I/N``, e.g. one per core or node) fill the same folder; the result is read
+    back from it.
+
+    Args:
+        cfg: The configuration.
+        work_dir: The parts folder.
+        options: :class:`fixlip_captum.batch.engines.EngineOptions` (default: local).
+        shard: ``"I/N"``: only scenes ``i % N == I``.
+        overwrite: Start afresh.
+
+    Returns:
+        ``{"rows", "curves", "fractions", "model", "grid", "settings", "methods"}`` of the
+        scenes done so far in ``work_dir``, and ``"summary"`` (the engine's summary).
+    """
+    from fixlip_captum.batch.engines import EngineOptions
+    from fixlip_captum.batch.parts import PartStore
+    from fixlip_captum.batch.runner import run_to_store
+    from fixlip_captum.methods import METHODS
+    from fixlip_captum.models import MODEL_NAME
+
+    runs = benchmark_methods(cfg.methods, cfg.quick)
+    method_settings = {r.label: {**METHODS[r.registry_name].defaults, **r.settings} for r in runs}
+    settings = {
+        "n_scenes": cfg.n_scenes,
+        "n_faithfulness": cfg.n_faithfulness,
+        "seed": cfg.seed,
+        "n_grid": cfg.n_grid,
+        "methods": method_settings,
+    }
+    summary = run_to_store(
+        [str(i) for i in range(cfg.n_scenes)],
+        lambda position: position,
+        SceneTask(cfg),
+        work_dir,
+        settings,
+        options or EngineOptions(),
+        schema=row_schema(),
+        shard=shard,
+        overwrite=overwrite,
+        part_size=1,
+        desc="scenes",
+    )
+    labels = [r.label for r in runs]
+    table = PartStore(work_dir).read().to_pylist()
+    table.sort(key=lambda r: (r["scene"], labels.index(r["method"])))
+    rows = []
+    curves: dict[str, dict[str, list[Any]]] = {
+        m: {"insertion": [], "deletion": [], "scene": []} for m in labels
+    }
+    for r in table:
+        if r["curve_insertion"] is not None:
+            curves[r["method"]]["insertion"].append(np.asarray(r["curve_insertion"]))
+            curves[r["method"]]["deletion"].append(np.asarray(r["curve_deletion"]))
+            curves[r["method"]]["scene"].append(r["scene"])
+        rows.append(
+            {
+                k: v
+                for k, v in r.items()
+                if k not in ("id", "curve_insertion", "curve_deletion", "grid_rows", "grid_cols")
+                and v is not None
+            }
+            | {"error": r["error"] or ""}
+        )
+    grids = {(r["grid_rows"], r["grid_cols"]) for r in table if r["grid_rows"] is not None}
+    return {
+        "rows": rows,
+        "curves": curves,
+        "fractions": np.linspace(0, 1, cfg.n_grid),
+        "model": MODEL_NAME,
+        "grid": grids.pop() if grids else (0, 0),
+        "settings": method_settings,
+        "methods": labels,
+        "summary": summary,
+    }
 
 
 def _dist_key(dist: float | str) -> str:
@@ -399,13 +505,14 @@ def write_outputs(
             if partial
             else []
         ),
-        f"- command: `{cmd.strip()}` "
+        f"- command: `{cmd.strip()}` ({wall / 60:.1f} min on {platform.machine()}, torch "
+        f"threads {torch.get_num_threads()}"
         + (
-            f"({wall / 60:.1f} min on {platform.machine()}, torch threads "
-            f"{torch.get_num_threads()})"
-            if wall > 0
-            else "(merges the per-process runs named in it)"
-        ),
+            f"; {result['summary'].skipped} scenes were done by earlier runs in the work dir"
+            if result.get("summary") is not None and result["summary"].skipped
+            else ""
+        )
+        + ")",
         f"- model: `{result['model']}` (patch grid {result['grid'][0]}x{result['grid'][1]}); "
         f"{cfg.n_scenes} held-out scenes (4 objects, k = 1..4 named, seeds from "
         f"{HELD_OUT_SEED_OFFSET + 10_000 * cfg.seed}); "
@@ -486,79 +593,7 @@ def write_outputs(
         lines.append(f"- `{m}`: " + ", ".join(f"{k}={v!r}" for k, v in st.items()))
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     _plots(result, by, out, stem)
-    _save_state(result, out, stem)
     return out / f"{stem}.md"
-
-
-def _save_state(result: dict[str, Any], out: Path, stem: str) -> None:
-    """Curves (``.npz``) and settings (``.json``) next to the CSV, for ``--merge``."""
-    arrays: dict[str, np.ndarray] = {"fractions": result["fractions"]}
-    for m, c in result["curves"].items():
-        if c["scene"]:
-            arrays[f"{m}|insertion"] = np.stack(c["insertion"])
-            arrays[f"{m}|deletion"] = np.stack(c["deletion"])
-            arrays[f"{m}|scene"] = np.asarray(c["scene"])
-    np.savez(out / f"{stem}_curves.npz", **arrays)
-    meta = {k: result[k] for k in ("model", "grid", "settings", "methods")}
-    (out / f"{stem}_meta.json").write_text(json.dumps(meta, indent=1, default=str))
-
-
-def _parse(v: str) -> Any:
-    if v == "":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
-
-
-def merge_results(dirs: Sequence[Path], stem: str) -> dict[str, Any]:
-    """Combine runs over different scene indices (``--scene-indices``) into one result.
-
-    Rows come from each run's CSV (a later directory wins for a repeated scene and method);
-    curves and settings from its ``_curves.npz`` / ``_meta.json`` where present.
-    """
-    rows: dict[tuple[int, str], dict[str, Any]] = {}
-    curves: dict[str, dict[str, list[Any]]] = {}
-    meta: dict[str, Any] | None = None
-    fractions = None
-    for d in dirs:
-        with (d / f"{stem}.csv").open(newline="") as fh:
-            for r in csv.DictReader(fh):
-                row = {k: _parse(v) for k, v in r.items()}
-                row["error"] = row.get("error") or ""
-                rows[(row["scene"], row["method"])] = row
-        if (d / f"{stem}_meta.json").is_file():
-            meta = json.loads((d / f"{stem}_meta.json").read_text())
-        if (d / f"{stem}_curves.npz").is_file():
-            data = np.load(d / f"{stem}_curves.npz")
-            fractions = data["fractions"]
-            for key in data.files:
-                if key.endswith("|scene"):
-                    m = key.split("|")[0]
-                    c = curves.setdefault(m, {"insertion": [], "deletion": [], "scene": []})
-                    for j, sc in enumerate(data[key]):
-                        if int(sc) in c["scene"]:
-                            continue
-                        c["scene"].append(int(sc))
-                        c["insertion"].append(data[f"{m}|insertion"][j])
-                        c["deletion"].append(data[f"{m}|deletion"][j])
-    if meta is None:
-        raise SystemExit("--merge needs at least one directory with a _meta.json")
-    for m in meta["methods"]:
-        curves.setdefault(m, {"insertion": [], "deletion": [], "scene": []})
-    ordered = sorted(rows.values(), key=lambda r: (r["scene"], meta["methods"].index(r["method"])))
-    return {
-        "rows": ordered,
-        "curves": curves,
-        "fractions": fractions if fractions is not None else np.linspace(0, 1, 51),
-        "model": meta["model"],
-        "grid": tuple(meta["grid"]),
-        "settings": meta["settings"],
-        "methods": meta["methods"],
-    }
 
 
 def _csv_value(v: Any) -> Any:
@@ -653,20 +688,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
-        "--scene-indices",
-        default=None,
-        help="comma-separated indices into the n_scenes scenes (to split a run over processes)",
-    )
-    parser.add_argument(
-        "--merge",
-        nargs="+",
+        "--work-dir",
         type=Path,
         default=None,
-        help="combine the results in these directories (runs of --scene-indices) into --out",
+        help="Parquet parts of the scenes done (default OUT/faithfulness[_quick]_parts); a "
+        "rerun continues it",
     )
+    parser.add_argument("--engine", choices=("local", "ray"), default="local")
+    parser.add_argument("--workers", type=int, default=1, help="Ray workers")
+    parser.add_argument("--cpus-per-worker", type=float, default=None, help="Ray only")
+    parser.add_argument("--address", default=None, help="Ray cluster (default: local)")
+    parser.add_argument("--shard", default=None, help="I/N: only scenes i %% N == I")
+    parser.add_argument("--overwrite", action="store_true", help="discard the work dir first")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    from fixlip_captum.batch.engines import EngineOptions
+
     base = QUICK if args.quick else FULL
     cfg = Config(
         n_scenes=args.n_scenes or base["n_scenes"],
@@ -675,24 +713,20 @@ def main(argv: list[str] | None = None) -> int:
         methods=[m.strip() for m in args.methods.split(",")] if args.methods else None,
         quick=args.quick,
         out=args.out,
-        scene_indices=[int(i) for i in args.scene_indices.split(",")]
-        if args.scene_indices
-        else None,
+    )
+    stem = "faithfulness_quick" if cfg.quick else "faithfulness"
+    work_dir = args.work_dir or cfg.out / f"{stem}_parts"
+    options = EngineOptions(
+        engine=args.engine,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        address=args.address,
     )
     start = time.perf_counter()
-    if args.merge:
-        stem = "faithfulness_quick" if cfg.quick else "faithfulness"
-        result = merge_results(args.merge, stem)
-        cfg.n_scenes = len({r["scene"] for r in result["rows"]})
-        path = write_outputs(result, cfg, argv, 0.0)
-        print(path.read_text())
-        return 0
-
-    def checkpoint(result: dict[str, Any], done: int) -> None:
-        write_outputs(result, cfg, argv, time.perf_counter() - start, scenes_done=done)
-
-    result = run(cfg, checkpoint)
-    path = write_outputs(result, cfg, argv, time.perf_counter() - start)
+    result = run(cfg, work_dir, options, shard=args.shard, overwrite=args.overwrite)
+    scenes_done = len({r["scene"] for r in result["rows"]})
+    path = write_outputs(result, cfg, argv, time.perf_counter() - start, scenes_done=scenes_done)
+    print(result["summary"].format())
     print(path.read_text())
     return 0
 
