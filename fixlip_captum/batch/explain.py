@@ -209,8 +209,7 @@ def explain_dataset(
         def on_flush(rows: list[dict[str, Any]]) -> None:
             for row in rows:
                 if not row.get("error"):
-                    iv = record_to_values(row)
-                    write_atomic(json_path(out, row["id"]), lambda tmp, iv=iv: iv.save(tmp))
+                    write_atomic(json_path(out, row["id"]), record_to_values(row).save)
 
     summary = run_to_store(
         pair_source.ids,

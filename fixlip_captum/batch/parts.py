@@ -36,7 +36,7 @@ TMP_DIR = "_tmp"
 JSON_DIR = "_json"
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Write ``path`` through a temporary file renamed into place.
 
     Args:
