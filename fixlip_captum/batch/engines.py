@@ -148,7 +148,7 @@ class _RayWorker:
         return self.task.run(payload)
 
 
-def _ray_resources(options: EngineOptions, started_here: bool) -> tuple[float, float]:
+def _ray_resources(options: EngineOptions, local_cluster: bool) -> tuple[float, float]:
     import ray
 
     resources = ray.cluster_resources()
@@ -158,13 +158,13 @@ def _ray_resources(options: EngineOptions, started_here: bool) -> tuple[float, f
         gpus = 1.0 if resources.get("GPU", 0.0) >= 1 else 0.0
     cpus = options.cpus_per_worker
     if cpus is None:
-        cpus = max(1.0, float(int(cpus_total // options.workers))) if started_here else 1.0
-    if started_here and cpus * options.workers > cpus_total:
+        cpus = max(1.0, float(int(cpus_total // options.workers))) if local_cluster else 1.0
+    if local_cluster and cpus * options.workers > cpus_total:
         raise ValueError(
             f"{options.workers} workers x {cpus:g} CPUs need more than the {cpus_total:g} CPUs "
             "of the local Ray cluster; lower workers or cpus_per_worker."
         )
-    if started_here and gpus * options.workers > resources.get("GPU", 0.0):
+    if local_cluster and gpus * options.workers > resources.get("GPU", 0.0):
         raise ValueError(
             f"{options.workers} workers x {gpus:g} GPUs need more than the "
             f"{resources.get('GPU', 0.0):g} GPUs of the local Ray cluster."
@@ -185,13 +185,14 @@ def _run_ray(
         from ray.exceptions import RayActorError, RayError, RayTaskError
     except ImportError as exc:
         raise ImportError("engine='ray' needs Ray: pip install 'fixlip-captum[ray]'.") from exc
-    started_here = False
-    if not ray.is_initialized():
+    # Connect (or start a local cluster) unless the caller already did; disconnect at the end
+    # only then (shutting down a local cluster, leaving a remote one running).
+    connected_here = not ray.is_initialized()
+    if connected_here:
         ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
-        started_here = options.address is None
     actors: list[Any] = []
     try:
-        cpus, gpus = _ray_resources(options, started_here or options.address is None)
+        cpus, gpus = _ray_resources(options, options.address is None)
         actor_cls = ray.remote(
             num_cpus=cpus,
             num_gpus=gpus,
@@ -208,7 +209,7 @@ def _run_ray(
     finally:
         for actor in actors:
             ray.kill(actor)
-        if started_here:
+        if connected_here:
             ray.shutdown()
 
 

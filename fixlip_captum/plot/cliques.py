@@ -7,7 +7,6 @@ from matplotlib.figure import Figure
 from shapiq import InteractionValues
 
 from fixlip_captum.metrics import greedy_order
-from fixlip_captum.surrogate import explanation_arrays, surrogate_values
 from fixlip_captum.plot._canvas import (
     draw_grid_lines,
     draw_image,
@@ -19,6 +18,7 @@ from fixlip_captum.plot._canvas import (
 from fixlip_captum.plot._labels import describe, fmt
 from fixlip_captum.plot._panels import panel_grid, panel_title
 from fixlip_captum.plot._values import get_context
+from fixlip_captum.surrogate import explanation_arrays, surrogate_values
 
 __all__ = ["clique_members", "plot_cliques"]
 
