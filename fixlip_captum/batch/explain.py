@@ -20,6 +20,7 @@ from fixlip_captum.batch.records import (
 )
 from fixlip_captum.batch.runner import RunSummary, run_to_store
 from fixlip_captum.batch.sources import PairPayload, load_pair_image, read_source
+from fixlip_captum.loading import DEFAULT_MODEL
 
 __all__ = ["FIxLIPTask", "explain_dataset"]
 
@@ -92,7 +93,7 @@ def explain_dataset(
     source: Any,
     out: Path | str,
     *,
-    model: str = "scenes-clip",
+    model: str = DEFAULT_MODEL,
     p: float = 0.5,
     budget: int | None = None,
     pairs: str = "all",
