@@ -91,3 +91,30 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     if device is None:
         return torch.device("cpu")
     return torch.device(device)
+
+
+def check_caption(text: object) -> object:
+    """Refuse a caption given as bytes (which would otherwise read as token ids)."""
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            "The caption is bytes; pass it as str (e.g. caption.decode('utf-8')) or as token "
+            "ids (a list of ints or a [L] tensor)."
+        )
+    return text
+
+
+def check_not_image_transform(obj: object, role: str) -> None:
+    """Refuse an image preprocessing transform passed where a model or tokenizer belongs
+    (``FIxLIP(model, preprocess)`` instead of ``FIxLIP(model, tokenizer)``)."""
+    name = type(obj).__name__
+    transforms = getattr(obj, "transforms", None)
+    is_transform = type(obj).__module__.startswith("torchvision.transforms") or (
+        name == "Compose" and isinstance(transforms, (list, tuple))
+    )
+    if is_transform:
+        raise TypeError(
+            f"The {role} is an image transform ({name}), probably the `preprocess` returned "
+            "by open_clip.create_model_and_transforms. Pass FIxLIP(model, tokenizer) with "
+            "tokenizer = open_clip.get_tokenizer(name) (or the transformers processor); "
+            "FIxLIP preprocesses images itself."
+        )

@@ -7,48 +7,128 @@ shipped model and always writes ``viewer.html``. ``fixlip view interactions.json
 interactive viewer of saved explanations (several files: side by side).
 ``fixlip explain-dataset SOURCE --out DIR`` explains every pair of a dataset
 (:func:`fixlip_captum.explain_dataset`).
+
+Every argument is checked before the model is loaded and before anything is written; a
+run's outputs appear together when it finishes (:class:`~fixlip_captum.atomic_write.OutputSet`),
+so an interrupted run leaves the output folder as it was. Each subcommand is one
+``_run_<name>(args)`` function registered in :data:`COMMANDS`.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fixlip_captum.loading import DEFAULT_MODEL, ModelSpecError, WeightsUnavailableError
 
 if TYPE_CHECKING:  # heavy imports stay lazy so that `fixlip --help` is instant
     from PIL.Image import Image
 
+    from fixlip_captum.atomic_write import OutputSet
     from fixlip_captum.interaction_values import FIxLIPInteractionValues
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: Exit status of an interrupted run (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 
 class CLIError(Exception):
     """An error the user can act on; printed without a traceback."""
 
 
-def _load_image(path: str) -> Image:
-    from PIL import Image, UnidentifiedImageError
+# ---------------------------------------------------------------------- argument types
+def budget_arg(text: str) -> int:
+    """``--budget``: a positive integer, written ``4096``, ``2^12`` or ``2**12``."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:(?:\^|\*\*)\s*(\d+)\s*)?", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a budget; write a positive integer such as 4096 or 2^12."
+        )
+    base, exponent = int(match.group(1)), match.group(2)
+    if exponent is not None and int(exponent) > 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is far too large a budget.")
+    value = base ** int(exponent) if exponent is not None else base
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"the budget must be at least 1, got {text!r}.")
+    return value
 
-    file = Path(path)
-    if not file.exists():
-        raise CLIError(f"Image file not found: {file}")
-    if not file.is_file():
-        raise CLIError(f"Not a file: {file}")
+
+def positive_int_arg(text: str) -> int:
     try:
-        with Image.open(file) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise CLIError(f"Cannot read {file} as an image ({exc}). Use a PNG or JPEG file.") from exc
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer.") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}.")
+    return value
+
+
+def check_device(spec: str | None) -> str | None:
+    """``--device`` as given, if this machine has it; otherwise a :class:`CLIError`."""
+    if spec is None:
+        return None
+    import torch
+
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise CLIError(
+            f"--device {spec!r} is not a device; use cpu, cuda, cuda:1, mps, ..."
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CLIError(
+                f"--device {spec}: no CUDA GPU is available on this machine (torch "
+                f"{torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); use "
+                "--device cpu."
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CLIError(
+                f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA "
+                f"device(s), numbered from 0."
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise CLIError(f"--device {spec}: MPS is not available here; use --device cpu.")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise CLIError(f"--device {spec}: only cpu, cuda[:N] and mps are supported.")
+    return spec
+
+
+def check_out(path: str) -> Path:
+    """``--out`` as a Path if it is (or can become) a writable folder."""
+    from fixlip_captum.atomic_write import check_writable_dir
+
+    try:
+        return check_writable_dir(path, "--out folder")
+    except (NotADirectoryError, PermissionError) as exc:
+        raise CLIError(str(exc)) from None
+
+
+def check_settings(args: argparse.Namespace) -> None:
+    """The estimator settings, checked by the library's own entry check (fast, no model)."""
+    from fixlip_captum.attr.pair import check_settings as check
+
+    check(args.mode, args.p, args.budget)
+
+
+# ---------------------------------------------------------------------- output
+def _load_image(path: str) -> Image:
+    from fixlip_captum.images import load_image
+
+    try:
+        return load_image(path)
+    except (FileNotFoundError, IsADirectoryError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _top_table(iv: FIxLIPInteractionValues, k: int) -> str:
-    """The ``k`` strongest pair interactions as a text table."""
+    """The ``k`` strongest pair interactions as a text table (tokens with their position)."""
     from fixlip_captum.interaction_values import require_context
 
     ctx = require_context(iv)
@@ -56,65 +136,70 @@ def _top_table(iv: FIxLIPInteractionValues, k: int) -> str:
     pairs.sort(key=lambda item: -abs(item[1]))
     lines = [f"{'rank':>4}  {'player':<22} {'player':<22} {'value':>10}"]
     for rank, (term, value) in enumerate(pairs[:k], start=1):
-        a, b = (ctx.player_label(i) for i in term)
+        a, b = (_label(ctx, i) for i in term)
         lines.append(f"{rank:>4}  {a:<22} {b:<22} {value:>10.4f}")
     if not pairs:
         lines.append("   (no pair interactions were fitted)")
     return "\n".join(lines)
 
 
+def _label(ctx: Any, player: int) -> str:
+    """``"patch (r, c)"``, or the token with its position among the text players
+    (``"a #3"``) so that repeated words can be told apart."""
+    label = ctx.player_label(player)
+    if player >= ctx.n_image:
+        return f"{label} #{player - ctx.n_image + 1}"
+    return str(label)
+
+
 def _explain(
     image: Image,
     text: str,
-    *,
+    args: argparse.Namespace,
+    outputs: OutputSet,
     model_spec: str,
-    p: float,
-    budget: int | None,
-    masking: str,
-    mode: str,
-    pairs: str,
-    device: str | None,
-    seed: int,
-    out: Path,
-    top: int,
-    report: bool,
-    show_progress: bool = True,
     viewer: bool = False,
 ) -> FIxLIPInteractionValues:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from fixlip_captum.attr import FIxLIP
     from fixlip_captum.interaction_values import require_context
     from fixlip_captum.loading import load_model
     from fixlip_captum.plot import plot_joint
 
-    if not text or not text.strip():
-        raise CLIError("The caption is empty: pass --text with at least one word.")
-    model, tokenizer = load_model(model_spec, device=device)
-    explainer = FIxLIP(model, tokenizer, image_masking=masking)
+    model, tokenizer = load_model(model_spec, device=args.device)
+    explainer = FIxLIP(model, tokenizer, image_masking=args.masking)
     start = time.perf_counter()
     iv = explainer.attribute_interactions(
         image,
         text,
-        p=p,
-        budget=budget,
-        mode=mode,
-        pairs=pairs,
-        seed=seed,
-        show_progress=show_progress,
+        p=args.p,
+        budget=args.budget,
+        mode=args.mode,
+        pairs=args.pairs,
+        seed=args.seed,
+        show_progress=not args.no_progress,
     )
     seconds = time.perf_counter() - start
     ctx = require_context(iv)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "interactions.json"
-    iv.save(json_path)
-    fig = plot_joint(iv, k=top)
-    png_path = out / "explanation.png"
-    fig.savefig(png_path, dpi=150, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
+    iv.save(outputs.path("interactions.json"))
+    fig = plot_joint(iv, k=args.top)
+    fig.savefig(outputs.path("explanation.png"), dpi=150, bbox_inches="tight")
     plt.close(fig)
+    if viewer or args.report:
+        iv.to_html(outputs.path("viewer.html"), k=args.top)
+    if args.report:
+        from fixlip_captum.plot.report import write_report
+
+        write_report(
+            iv,
+            outputs.path("report.html"),
+            timings={"explanation (s)": seconds},
+            viewer_href="viewer.html",
+        )
     info = iv.estimation_info
     print(f"model            {model_spec}")
     print(f"caption          {text!r}  ({ctx.n_text} text players)")
@@ -124,91 +209,59 @@ def _explain(
     print(f"index            {iv.index}  p={iv.p}  budget used={used}  ({seconds:.1f} s)")
     print(f"v(empty)         {ctx.v_empty:.4f}")
     print(f"v(full)          {ctx.v_full:.4f}   (the model's own score for the pair)")
-    print(f"\nTop {top} interactions:\n{_top_table(iv, top)}\n")
-    print(f"wrote {json_path}")
-    print(f"wrote {png_path}")
-    viewer_path = None
-    if viewer or report:
-        viewer_path = iv.to_html(out / "viewer.html", k=top)
-        print(f"wrote {viewer_path}  (interactive: open it in a browser)")
-    if report:
-        from fixlip_captum.plot.report import write_report
-
-        report_path = write_report(
-            iv,
-            out / "report.html",
-            timings={"explanation (s)": seconds},
-            viewer_href=None if viewer_path is None else viewer_path.name,
-        )
-        print(f"wrote {report_path}")
+    print(f"\nTop {args.top} interactions:\n{_top_table(iv, args.top)}\n")
     return iv
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--p", type=float, default=0.5, help="keep-probability in (0, 1)")
-    parser.add_argument(
-        "--budget",
-        type=int,
-        default=None,
-        help="image-text mask pairs (default: 2^17, more if the caption needs it)",
-    )
-    parser.add_argument("--masking", choices=("mean", "drop"), default="mean", help="image masking")
-    parser.add_argument("--mode", choices=("banzhaf", "shapley"), default="banzhaf")
-    parser.add_argument(
-        "--pairs", default="all", help="fitted pairs: 'all' or 'crossmodal' (image-text only)"
-    )
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the mask sampler")
-    parser.add_argument("--out", default="fixlip-out", help="output folder")
-    parser.add_argument("--top", type=int, default=10, help="interactions listed and drawn")
-    parser.add_argument(
-        "--report", action="store_true", help="also write report.html and viewer.html"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+def _checked(args: argparse.Namespace, text: str | None) -> Path:
+    """Every check that needs no model and writes nothing; returns the output folder."""
+    if text is not None and not text.strip():
+        raise CLIError("The caption is empty: pass --text with at least one word.")
+    check_settings(args)
+    check_device(args.device)
+    return check_out(args.out)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fixlip",
-        description="Explain why a CLIP/SigLIP model matches an image and a caption (FIxLIP).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    explain = sub.add_parser("explain", help="explain one image-text pair")
-    explain.add_argument("--image", required=True, help="image file (PNG, JPEG, ...)")
-    explain.add_argument("--text", required=True, help="the caption")
-    explain.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="scenes-clip (offline default) | open_clip:ARCH:PRETRAINED | hf:MODEL_ID",
-    )
-    _add_common(explain)
-    demo = sub.add_parser("demo", help="explain a generated scene with the shipped model")
-    _add_common(demo)
-    view = sub.add_parser(
-        "view", help="write the interactive viewer (one HTML file) of saved explanations"
-    )
-    view.add_argument(
-        "files", nargs="+", help="interactions.json file(s) of one pair; several: side by side"
-    )
-    view.add_argument("--out", default=None, help="page to write (default: FIRST_FILE.html)")
-    view.add_argument(
-        "--image", default=None, help="the explained image (JSON files do not hold it)"
-    )
-    view.add_argument("--title", default=None, help="page title (default: the caption)")
-    view.add_argument("--top", type=int, default=10, help="edges drawn when the page opens")
-    _add_explain_dataset(sub)
-    return parser
+def _report_written(outputs: OutputSet) -> None:
+    for path in outputs.written:
+        hint = "  (interactive: open it in a browser)" if path.name == "viewer.html" else ""
+        print(f"wrote {path}{hint}")
 
 
-def _view(
-    files: Sequence[str], out: str | None, image: str | None, title: str | None, top: int
-) -> None:
+# ---------------------------------------------------------------------- subcommands
+def _run_explain(args: argparse.Namespace) -> None:
+    from fixlip_captum.atomic_write import OutputSet
+
+    out = _checked(args, args.text)
+    image = _load_image(args.image)
+    with OutputSet(out) as outputs:
+        _explain(image, args.text, args, outputs, args.model)
+    _report_written(outputs)
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from fixlip_captum.atomic_write import OutputSet
+    from fixlip_captum.scenes import generate_sample
+
+    out = _checked(args, None)
+    sample = generate_sample(args.seed)
+    with OutputSet(out) as outputs:
+        sample.image.save(outputs.path("scene.png"))
+        print(f"scene            {out / 'scene.png'}  (seed {args.seed})")
+        _explain(sample.image, sample.text, args, outputs, DEFAULT_MODEL, viewer=True)
+    _report_written(outputs)
+    print(f"\nOpen {out / 'viewer.html'} in a browser to explore the explanation.")
+
+
+def _run_view(args: argparse.Namespace) -> None:
     """``fixlip view``: load saved explanations and write their viewer page."""
     from fixlip_captum.plot.viewer import load_explanations, write_viewer
 
-    named = load_explanations(files, image=None if image is None else _load_image(image))
-    path = Path(out) if out is not None else Path(files[0]).with_suffix(".html")
-    write_viewer(named, path, title=title, k=top)
+    path = Path(args.out) if args.out is not None else Path(args.files[0]).with_suffix(".html")
+    check_out(str(path.parent))
+    image = None if args.image is None else _load_image(args.image)
+    named = load_explanations(args.files, image=image)
+    write_viewer(named, path, title=args.title, k=args.top)
     print(f"wrote {path}  (open it in a browser)")
 
 
@@ -305,57 +358,100 @@ def _run_explain_dataset(args: argparse.Namespace) -> int:
     return 1 if args.strict and summary.failed else 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "explain-dataset":
-        return _run_explain_dataset(args)
-    if args.command == "view":
-        try:
-            _view(args.files, args.out, args.image, args.title, args.top)
-        except (CLIError, FileNotFoundError, ValueError) as exc:
-            print(f"fixlip: error: {exc}", file=sys.stderr)
-            return 2
-        return 0
-    common = dict(
-        p=args.p,
-        masking=args.masking,
-        mode=args.mode,
-        pairs=args.pairs,
-        device=args.device,
-        seed=args.seed,
-        out=Path(args.out),
-        top=args.top,
-        report=args.report,
-        show_progress=not args.no_progress,
-    )
-    try:
-        if args.command == "explain":
-            image = _load_image(args.image)
-            _explain(image, args.text, model_spec=args.model, budget=args.budget, **common)
-        else:
-            from fixlip_captum.scenes import generate_sample
+#: Subcommand name -> the function that runs it (after argparse); ``None`` means exit 0.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {
+    "explain": _run_explain,
+    "demo": _run_demo,
+    "view": _run_view,
+    "explain-dataset": _run_explain_dataset,
+}
 
-            sample = generate_sample(args.seed)
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            sample.image.save(out / "scene.png")
-            print(f"scene            {out / 'scene.png'}  (seed {args.seed})")
-            _explain(
-                sample.image,
-                sample.text,
-                model_spec=DEFAULT_MODEL,
-                budget=args.budget,
-                viewer=True,
-                **common,
-            )
-            print(f"\nOpen {out / 'viewer.html'} in a browser to explore the explanation.")
+
+# ---------------------------------------------------------------------- parser
+def _add_common(parser: argparse.ArgumentParser, seed_help: str) -> None:
+    parser.add_argument("--p", type=float, default=0.5, help="keep-probability in (0, 1)")
+    parser.add_argument(
+        "--budget",
+        type=budget_arg,
+        default=None,
+        help="image-text mask pairs, e.g. 4096 or 2^12 (default: 2^17, more if the caption "
+        "needs it)",
+    )
+    parser.add_argument("--masking", choices=("mean", "drop"), default="mean", help="image masking")
+    parser.add_argument("--mode", choices=("banzhaf", "shapley"), default="banzhaf")
+    parser.add_argument(
+        "--pairs",
+        choices=("all", "crossmodal"),
+        default="all",
+        help="fitted pairs: 'all' or 'crossmodal' (image-text only)",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default cpu)")
+    parser.add_argument("--seed", type=int, default=0, help=seed_help)
+    parser.add_argument("--out", default="fixlip-out", help="output folder")
+    parser.add_argument(
+        "--top", type=positive_int_arg, default=10, help="interactions listed and drawn (>= 1)"
+    )
+    parser.add_argument(
+        "--report", action="store_true", help="also write report.html and viewer.html"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fixlip",
+        description="Explain why a CLIP/SigLIP model matches an image and a caption (FIxLIP).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    explain = sub.add_parser("explain", help="explain one image-text pair")
+    explain.add_argument("--image", required=True, help="image file (PNG, JPEG, ...)")
+    explain.add_argument("--text", required=True, help="the caption")
+    explain.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="scenes-clip (offline default) | open_clip:ARCH:PRETRAINED | hf:MODEL_ID",
+    )
+    _add_common(explain, "seed of the mask sampler")
+    demo = sub.add_parser("demo", help="explain a generated scene with the shipped model")
+    _add_common(demo, "seed of the generated scene and of the mask sampler")
+    view = sub.add_parser(
+        "view", help="write the interactive viewer (one HTML file) of saved explanations"
+    )
+    view.add_argument(
+        "files", nargs="+", help="interactions.json file(s) of one pair; several: side by side"
+    )
+    view.add_argument("--out", default=None, help="page to write (default: FIRST_FILE.html)")
+    view.add_argument(
+        "--image", default=None, help="the explained image (JSON files do not hold it)"
+    )
+    view.add_argument("--title", default=None, help="page title (default: the caption)")
+    view.add_argument(
+        "--top", type=positive_int_arg, default=10, help="edges drawn when the page opens"
+    )
+    _add_explain_dataset(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help, or a usage error argparse has already printed
+            return exc.code if isinstance(exc.code, int) else 2
+        code = COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("fixlip: interrupted; no output of this run was written.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (CLIError, ModelSpecError, WeightsUnavailableError, FileNotFoundError) as exc:
         print(f"fixlip: error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # bad p, budget too small, ...: the message says what to do
+    except (
+        ValueError,
+        TypeError,
+    ) as exc:  # bad p, budget too small, ...: the message says what to do
         print(f"fixlip: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return 0 if code is None else code
 
 
 if __name__ == "__main__":

@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from shapiq import InteractionValues
+
+from fixlip_captum.atomic_write import atomic_path
 
 __all__ = [
     "ExplanationContext",
@@ -116,9 +118,98 @@ class FIxLIPInteractionValues(InteractionValues):
     estimation_info: dict[str, Any]
     context: ExplanationContext | None
 
+    # numpy scalars on the left (``np.float64(2) * iv``) defer to __rmul__.
+    __array_ufunc__ = None
+
     def first_order(self) -> np.ndarray:
         """First-order view ``phi_i = e_i + p * sum_j e_ij``; see :func:`first_order_values`."""
         return first_order_values(self)
+
+    # ------------------------------------------------------------------ arithmetic
+    # shapiq's operators return a plain InteractionValues (no p, no context) and add
+    # explanations of different players; these keep the subclass and refuse what has no
+    # meaning. The explanation of a game is linear in the game: ``c * iv`` explains
+    # ``c * v`` and ``iv1 + iv2`` explains ``v1 + v2``, so v(empty), v(full) scale and add.
+
+    def _terms_values(self) -> dict[tuple[int, ...], float]:
+        stored = self.values  # shapiq rebuilds .values on every access: read it once
+        return {t: float(stored[k]) for t, k in self.interaction_lookup.items()}
+
+    def _derived(
+        self,
+        terms: dict[tuple[int, ...], float],
+        context: ExplanationContext | None,
+        info: dict[str, Any],
+        estimated: bool,
+        budget: int | None,
+    ) -> FIxLIPInteractionValues:
+        return make_interaction_values(
+            list(terms.values()),
+            list(terms),
+            n_players=self.n_players,
+            index=self.index,
+            max_order=max(self.max_order, *(len(t) for t in terms)),
+            p=self.p,
+            estimated=estimated,
+            estimation_budget=budget,
+            estimation_info=info,
+            context=context,
+        )
+
+    def _scaled(self, factor: float) -> FIxLIPInteractionValues:
+        terms = {t: v * factor for t, v in self._terms_values().items()}
+        ctx = self.context
+        if ctx is not None:
+            ctx = replace(
+                ctx,
+                v_empty=None if ctx.v_empty is None else ctx.v_empty * factor,
+                v_full=None if ctx.v_full is None else ctx.v_full * factor,
+            )
+        info = {**self.estimation_info, "scaled_by": factor}
+        return self._derived(terms, ctx, info, self.estimated, self.estimation_budget)
+
+    def __mul__(self, other: object) -> FIxLIPInteractionValues:
+        return self._scaled(_scalar(other, "multiply"))
+
+    def __rmul__(self, other: object) -> FIxLIPInteractionValues:
+        return self._scaled(_scalar(other, "multiply"))
+
+    def __truediv__(self, other: object) -> FIxLIPInteractionValues:
+        divisor = _scalar(other, "divide")
+        if divisor == 0:
+            raise ZeroDivisionError("Cannot divide an explanation by 0.")
+        return self._scaled(1.0 / divisor)
+
+    def __neg__(self) -> FIxLIPInteractionValues:
+        return self._scaled(-1.0)
+
+    def __add__(self, other: object) -> FIxLIPInteractionValues:
+        if not isinstance(other, InteractionValues):
+            if _is_zero(other):  # sum([iv1, iv2]) starts from 0
+                return self._scaled(1.0)
+            raise TypeError(
+                f"Cannot add {type(other).__name__} to an explanation: add another explanation "
+                "of the same players (iv1 + iv2), or scale it (iv * 2, iv / 2)."
+            )
+        _check_compatible(self, other)
+        terms = self._terms_values()
+        for t, v in _terms_of(other).items():
+            terms[t] = terms.get(t, 0.0) + v
+        other_info = dict(getattr(other, "estimation_info", {}) or {})
+        info = {"sum_of": [dict(self.estimation_info), other_info]}
+        context = _summed_context(self.context, getattr(other, "context", None))
+        return self._derived(terms, context, info, self.estimated or other.estimated, None)
+
+    def __radd__(self, other: object) -> FIxLIPInteractionValues:
+        return self.__add__(other)
+
+    def __sub__(self, other: object) -> FIxLIPInteractionValues:
+        if isinstance(other, InteractionValues):
+            return self.__add__(-_as_fixlip(other))
+        return self.__add__(other)  # only 0 is accepted
+
+    def __rsub__(self, other: object) -> FIxLIPInteractionValues:
+        return (-self).__add__(other)
 
     def to_json_file(
         self,
@@ -135,7 +226,9 @@ class FIxLIPInteractionValues(InteractionValues):
             "fixlip_context": None if self.context is None else self.context.to_json_dict(),
         }
         params.update(kwargs)
-        super().to_json_file(Path(path), desc=desc, created_from=created_from, **params)
+        # Written under a temporary name and renamed: an interruption leaves no half file.
+        with atomic_path(path) as tmp:
+            super().to_json_file(tmp, desc=desc, created_from=created_from, **params)
 
     def save(self, path: Path | str, **_: Any) -> None:
         """Save as shapiq JSON (loadable with ``InteractionValues.load`` or
@@ -166,6 +259,97 @@ class FIxLIPInteractionValues(InteractionValues):
         from fixlip_captum.plot.viewer import show
 
         return show(self)._repr_html_()
+
+
+def _scalar(other: object, verb: str) -> float:
+    if isinstance(other, (bool, np.bool_)) or not isinstance(other, (int, float, np.number)):
+        raise TypeError(
+            f"Can only {verb} an explanation by a real number, got {type(other).__name__}."
+        )
+    value = float(other)
+    if not np.isfinite(value):
+        raise ValueError(f"Cannot {verb} an explanation by {value}.")
+    return value
+
+
+def _is_zero(other: object) -> bool:
+    return (
+        isinstance(other, (int, float, np.number))
+        and not isinstance(other, bool)
+        and (float(other) == 0.0)
+    )
+
+
+def _terms_of(iv: InteractionValues) -> dict[tuple[int, ...], float]:
+    stored = iv.values
+    return {t: float(stored[k]) for t, k in iv.interaction_lookup.items()}
+
+
+def _as_fixlip(iv: InteractionValues) -> FIxLIPInteractionValues:
+    if isinstance(iv, FIxLIPInteractionValues):
+        return iv
+    terms = _terms_of(iv)
+    return make_interaction_values(
+        list(terms.values()),
+        list(terms),
+        n_players=iv.n_players,
+        index=iv.index,
+        max_order=iv.max_order,
+        estimated=iv.estimated,
+        estimation_budget=iv.estimation_budget,
+    )
+
+
+def _check_compatible(a: FIxLIPInteractionValues, b: InteractionValues) -> None:
+    """Refuse to combine explanations of different players, indices or p."""
+    if a.n_players != b.n_players:
+        raise ValueError(
+            f"Cannot combine explanations of {a.n_players} and {b.n_players} players: their "
+            "players differ (another image grid or caption length). Combine explanations "
+            "of the same players only."
+        )
+    ca, cb = a.context, getattr(b, "context", None)
+    if ca is not None and cb is not None and (ca.n_image, ca.n_text) != (cb.n_image, cb.n_text):
+        raise ValueError(
+            f"Cannot combine an explanation of {ca.n_image} image + {ca.n_text} text players "
+            f"with one of {cb.n_image} + {cb.n_text}: their players differ."
+        )
+    if a.index != b.index:
+        raise ValueError(
+            f"Cannot combine explanations of different indices ({a.index} and {b.index})."
+        )
+    pb = getattr(b, "p", None)
+    if a.p is not None and pb is not None and not np.isclose(a.p, pb):
+        raise ValueError(f"Cannot combine explanations with different p ({a.p} and {pb}).")
+
+
+def _summed_context(
+    a: ExplanationContext | None, b: ExplanationContext | None
+) -> ExplanationContext | None:
+    """The context of ``iv_a + iv_b``: shared fields kept, v(empty)/v(full) added, fields
+    that differ (another caption, another image) dropped."""
+    if a is None or b is None:
+        return a if b is None else b
+    same_image = (
+        a.image is not None
+        and b.image is not None
+        and a.image.shape == b.image.shape
+        and bool(np.array_equal(a.image, b.image))
+    )
+
+    def added(x: float | None, y: float | None) -> float | None:
+        return None if x is None or y is None else x + y
+
+    return ExplanationContext(
+        n_image=a.n_image,
+        n_text=a.n_text,
+        grid=a.grid if a.grid == b.grid else None,
+        token_labels=a.token_labels if a.token_labels == b.token_labels else None,
+        v_empty=added(a.v_empty, b.v_empty),
+        v_full=added(a.v_full, b.v_full),
+        caption=a.caption if a.caption == b.caption else None,
+        image=a.image if same_image else None,
+    )
 
 
 def _jsonable(obj: Any) -> Any:
@@ -266,18 +450,45 @@ def load_interaction_values(path: Path | str) -> FIxLIPInteractionValues:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No explanation file at {path}.")
-    with path.open(encoding="utf-8") as fh:
-        data = json.load(fh)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        base = InteractionValues.from_json_file(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; pass the explanation's .json file.")
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{path} is not a complete JSON file ({exc}); it was probably not written to the "
+            "end (an interrupted run?). Explain the pair again to rewrite it."
+        ) from exc
+    missing = [k for k in ("metadata", "data") if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise ValueError(
+            f"{path} is JSON but not an explanation saved by fixlip-captum or shapiq (no "
+            f"{' / '.join(repr(k) for k in missing)} block); pass a file written by iv.save() "
+            "or `fixlip explain`."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            base = InteractionValues.from_json_file(path)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ValueError(
+            f"{path} looks like a shapiq explanation but cannot be read "
+            f"({type(exc).__name__}: {exc}); it may be damaged or from an incompatible "
+            "version. Explain the pair again to rewrite it."
+        ) from exc
     params = data.get("parameters") or {}
     ctx_dict = params.get("fixlip_context")
     context = None
     if ctx_dict:
         if ctx_dict.get("grid") is not None:
             ctx_dict["grid"] = tuple(ctx_dict["grid"])
-        context = ExplanationContext(**ctx_dict)
+        try:
+            context = ExplanationContext(**ctx_dict)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{path} has a damaged fixlip context ({exc}); explain the pair again."
+            ) from exc
     terms = list(base.interaction_lookup.keys())
     # shapiq's ``values`` property builds a new array on every access: read it once.
     base_values = base.values

@@ -11,6 +11,9 @@ Specs (the CLI's ``--model``):
 
 from __future__ import annotations
 
+import os
+import socket
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,13 +37,49 @@ _SPEC_HELP = (
 )
 
 
-def _offline_message(what: str, exc: Exception) -> str:
+def _offline_message(what: str, exc: Exception, offline: bool) -> str:
+    cause = (
+        "There is no network connection to the Hugging Face hub, so only the local cache "
+        "was searched. "
+        if offline
+        else ""
+    )
     return (
-        f"Could not load {what}: {type(exc).__name__}: {exc}. The weights are not available "
+        f"Could not load {what}: {type(exc).__name__}: {exc}. {cause}The weights are not available "
         "offline on this machine. Download them once where there is network access (they are "
         "then cached), point to a local checkpoint/folder, or use --model scenes-clip, which "
         "ships with fixlip-captum."
     )
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``) answers a TCP connection quickly."""
+    from urllib.parse import urlparse
+
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return True  # behind a proxy a direct probe says nothing; let the hub client try
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or 443
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _go_offline_if_unreachable(local: bool) -> bool:
+    """Without a network route to the hub, switch the hub clients to their local cache
+    (``HF_HUB_OFFLINE=1``) so that missing weights fail in seconds, not after a minute
+    of retries. Returns whether offline mode is on. Takes effect for hub clients imported
+    after this call (the CLI imports them only now)."""
+    if local:
+        return False
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return True
+    if _hub_reachable():
+        return False
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return True
 
 
 def load_model(
@@ -73,6 +112,7 @@ def load_model(
             raise ModelSpecError(
                 f"Model spec {spec!r} needs an architecture and weights. {_SPEC_HELP}"
             )
+        offline = _go_offline_if_unreachable(Path(pretrained).exists())
         import open_clip
 
         if arch not in open_clip.list_models():
@@ -86,12 +126,13 @@ def load_model(
             tokenizer = open_clip.get_tokenizer(arch)
         except Exception as exc:  # hub and network errors come in many types
             raise WeightsUnavailableError(
-                _offline_message(f"open_clip {arch}:{pretrained}", exc)
+                _offline_message(f"open_clip {arch}:{pretrained}", exc, offline)
             ) from exc
         return model.eval(), tokenizer
     if kind == "hf":
         if not rest:
             raise ModelSpecError(f"Model spec {spec!r} names no model id. {_SPEC_HELP}")
+        offline = _go_offline_if_unreachable(Path(rest).exists())
         try:
             from transformers import AutoModel, AutoProcessor
         except ImportError as exc:
@@ -103,7 +144,7 @@ def load_model(
             processor = AutoProcessor.from_pretrained(rest)
         except Exception as exc:  # hub and network errors come in many types
             raise WeightsUnavailableError(
-                _offline_message(f"transformers model {rest}", exc)
+                _offline_message(f"transformers model {rest}", exc, offline)
             ) from exc
         return model.eval(), processor
     raise ModelSpecError(f"Model spec {spec!r} is not understood. {_SPEC_HELP}")

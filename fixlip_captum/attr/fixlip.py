@@ -33,6 +33,7 @@ import torch
 from captum.attr import PerturbationAttribution
 from PIL import Image
 
+from fixlip_captum._validation import check_not_image_transform
 from fixlip_captum.adapters import DualEncoderAdapter, UnsupportedModelError, get_adapter
 from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES
 from fixlip_captum.adapters.registry import looks_like_dual_encoder
@@ -89,6 +90,8 @@ class FIxLIP(PerturbationAttribution):
             )
         if value not in VALUES:
             raise ValueError(f"value must be one of {VALUES}, got {value!r}.")
+        check_not_image_transform(model, "model")
+        check_not_image_transform(tokenizer_or_processor, "tokenizer_or_processor")
         self.image_masking = image_masking
         self.value = value
         self._unsupported: UnsupportedModelError | None = None

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from fixlip_captum._validation import check_caption
 from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES, DualEncoderAdapter, TextInput
+from fixlip_captum.images import as_model_image
 
 __all__ = ["CrossModalGame", "JointGame"]
 
@@ -101,8 +103,8 @@ class _PairGame:
         self.show_progress = bool(show_progress)
         #: The preprocessed image ``[1, C, H, W]`` on the model's device; every masked copy
         #: is made on the device from this tensor.
-        self.pixel_values = adapter.preprocess_image(image)
-        self.text: TextInput = adapter.tokenize(text)
+        self.pixel_values = adapter.preprocess_image(as_model_image(image))
+        self.text: TextInput = adapter.tokenize(check_caption(text))
         #: The patch grid of this image (SigLIP2 follows its aspect ratio).
         self.grid = adapter.patch_grid_of(self.pixel_values)
         #: Number of image players (patches).
@@ -165,7 +167,8 @@ class _PairGame:
             total=total,
             desc=f"encoding masked {kind}s",
             unit=kind,
-            disable=not self.show_progress,
+            # v(empty) and v(full) are one row each: no bar for those.
+            disable=not self.show_progress or total <= 1,
             leave=False,
         ) as bar:
             while start < total:

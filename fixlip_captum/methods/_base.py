@@ -8,7 +8,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from fixlip_captum._validation import check_caption
 from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES
+from fixlip_captum.images import as_model_image
 from fixlip_captum.interaction_values import (
     ExplanationContext,
     FIxLIPInteractionValues,
@@ -90,12 +92,13 @@ class PairMethod:
 
     # ------------------------------------------------------------------ inputs
     def prepare(self, image: Any, text: Any) -> tuple[torch.Tensor, Any]:
-        """``(pixel_values [1, C, H, W], TextInput)`` through the adapter."""
-        pixel_values = self.adapter.preprocess_image(image)
+        """``(pixel_values [1, C, H, W], TextInput)`` through the adapter (PIL images via
+        :func:`fixlip_captum.images.to_rgb`; a caption as bytes is refused)."""
+        pixel_values = self.adapter.preprocess_image(as_model_image(image))
         # the grid of this image (SigLIP2 follows its aspect ratio)
         self._grid = self.adapter.patch_grid_of(pixel_values)
         self._pixel_values = pixel_values
-        return pixel_values, self.adapter.tokenize(text)
+        return pixel_values, self.adapter.tokenize(check_caption(text))
 
     @property
     def grid(self) -> tuple[int, int]:
