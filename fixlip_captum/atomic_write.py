@@ -39,7 +39,7 @@ _COMPLETE = ".complete"
 def check_writable_dir(folder: Path | str, what: str = "output folder") -> Path:
     """``folder`` as a Path if it is (or can be created as) a writable directory.
 
-    Creates nothing. Raises:
+    Creates nothing (a probe file is written and removed). Raises:
         NotADirectoryError: ``folder`` or one of its parents is a file.
         PermissionError: ``folder`` (or its nearest existing parent) is not writable.
     """
@@ -54,11 +54,15 @@ def check_writable_dir(folder: Path | str, what: str = "output folder") -> Path:
             f"The {what} {folder} cannot be used: {probe} is a file, not a folder. Pass "
             "another folder with --out."
         )
-    if not os.access(probe, os.W_OK | os.X_OK):
+    try:  # os.access says yes to root on a read-only file system: try it
+        fd, tmp = tempfile.mkstemp(prefix=".fixlip-write-test-", dir=probe)
+    except OSError as exc:
         raise PermissionError(
-            f"The {what} {folder} is not writable ({probe} is read-only for this user). "
-            "Pass a writable folder with --out."
-        )
+            f"The {what} {folder} is not writable ({probe}: {exc.strerror or exc}). Pass a "
+            "writable folder with --out."
+        ) from None
+    os.close(fd)
+    os.unlink(tmp)
     return folder
 
 
@@ -138,8 +142,11 @@ class OutputSet:
         self.folder = Path(folder)
         self.written: list[Path] = []
         self._staging: Path | None = None
+        self._created: list[Path] = []
 
     def __enter__(self) -> OutputSet:
+        missing = [self.folder, *self.folder.parents]
+        self._created = [f for f in missing if not f.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
         _finish_or_discard(self.folder)
         self._staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=self.folder))
@@ -161,17 +168,24 @@ class OutputSet:
             with (staging / name).open("rb") as fh:
                 os.fsync(fh.fileno())
         (staging / _COMPLETE).touch()
-        _move_all(staging, self.folder)
-        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            _move_all(staging, self.folder)
+        finally:  # interrupted half-way (Ctrl-C): the set is marked complete, finish it
+            _move_all(staging, self.folder)
+            shutil.rmtree(staging, ignore_errors=True)
         self._staging = None
         self.written = [self.folder / n for n in names]
         return self.written
 
     def discard(self) -> None:
-        """Remove the staged files; the folder keeps what it held before."""
+        """Remove the staged files; the folder keeps what it held before (and is removed
+        again, with the parents created for it, if it did not exist)."""
         if self._staging is not None:
             shutil.rmtree(self._staging, ignore_errors=True)
             self._staging = None
+        for folder in self._created:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
     def _require_staging(self) -> Path:
         if self._staging is None:

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fixlip_captum.loading import DEFAULT_MODEL, ModelSpecError, WeightsUnavailableError
 
@@ -136,20 +136,11 @@ def _top_table(iv: FIxLIPInteractionValues, k: int) -> str:
     pairs.sort(key=lambda item: -abs(item[1]))
     lines = [f"{'rank':>4}  {'player':<22} {'player':<22} {'value':>10}"]
     for rank, (term, value) in enumerate(pairs[:k], start=1):
-        a, b = (_label(ctx, i) for i in term)
+        a, b = (ctx.table_label(i) for i in term)
         lines.append(f"{rank:>4}  {a:<22} {b:<22} {value:>10.4f}")
     if not pairs:
         lines.append("   (no pair interactions were fitted)")
     return "\n".join(lines)
-
-
-def _label(ctx: Any, player: int) -> str:
-    """``"patch (r, c)"``, or the token with its position among the text players
-    (``"a #3"``) so that repeated words can be told apart."""
-    label = ctx.player_label(player)
-    if player >= ctx.n_image:
-        return f"{label} #{player - ctx.n_image + 1}"
-    return str(label)
 
 
 def _explain(
@@ -213,8 +204,12 @@ def _explain(
     return iv
 
 
-def _checked(args: argparse.Namespace, text: str | None) -> Path:
+def _checked(args: argparse.Namespace, text: str | None, model_spec: str) -> Path:
     """Every check that needs no model and writes nothing; returns the output folder."""
+    from fixlip_captum.loading import offline_unless_reachable
+
+    # First, before the hub clients are imported: offline, missing weights fail in seconds.
+    offline_unless_reachable(model_spec)
     if text is not None and not text.strip():
         raise CLIError("The caption is empty: pass --text with at least one word.")
     check_settings(args)
@@ -232,7 +227,7 @@ def _report_written(outputs: OutputSet) -> None:
 def _run_explain(args: argparse.Namespace) -> None:
     from fixlip_captum.atomic_write import OutputSet
 
-    out = _checked(args, args.text)
+    out = _checked(args, args.text, args.model)
     image = _load_image(args.image)
     with OutputSet(out) as outputs:
         _explain(image, args.text, args, outputs, args.model)
@@ -243,7 +238,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     from fixlip_captum.atomic_write import OutputSet
     from fixlip_captum.scenes import generate_sample
 
-    out = _checked(args, None)
+    out = _checked(args, None, DEFAULT_MODEL)
     sample = generate_sample(args.seed)
     with OutputSet(out) as outputs:
         sample.image.save(outputs.path("scene.png"))
@@ -440,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else 2
         code = COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        print("fixlip: interrupted; no output of this run was written.", file=sys.stderr)
+        print("fixlip: interrupted (a run writes all its outputs or none).", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (CLIError, ModelSpecError, WeightsUnavailableError, FileNotFoundError) as exc:
         print(f"fixlip: error: {exc}", file=sys.stderr)

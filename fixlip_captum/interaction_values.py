@@ -98,6 +98,12 @@ class ExplanationContext:
         j = player - self.n_image
         return self.token_labels[j] if self.token_labels is not None else f"token {j}"
 
+    def table_label(self, player: int) -> str:
+        """:meth:`player_label`, with a token's position among the text players
+        (``"a #3"``), so that repeated words can be told apart in tables."""
+        label = self.player_label(player)
+        return label if player < self.n_image else f"{label} #{player - self.n_image + 1}"
+
     def to_json_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("image")

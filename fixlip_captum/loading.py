@@ -18,7 +18,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["DEFAULT_MODEL", "ModelSpecError", "WeightsUnavailableError", "load_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelSpecError",
+    "WeightsUnavailableError",
+    "load_model",
+    "offline_unless_reachable",
+]
 
 DEFAULT_MODEL = "scenes-clip"
 
@@ -80,6 +86,18 @@ def _go_offline_if_unreachable(local: bool) -> bool:
         return False
     os.environ["HF_HUB_OFFLINE"] = "1"
     return True
+
+
+def offline_unless_reachable(spec: str) -> bool:
+    """For a hub-hosted ``spec``: switch the hub clients to their local cache when the hub
+    cannot be reached (see :func:`_go_offline_if_unreachable`); call it before anything
+    imports open_clip or transformers. Returns whether offline mode is on."""
+    kind, _, rest = spec.partition(":")
+    if kind == "open_clip":
+        return _go_offline_if_unreachable(Path(rest.partition(":")[2]).exists())
+    if kind == "hf" and rest:
+        return _go_offline_if_unreachable(Path(rest).exists())
+    return False
 
 
 def load_model(

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from shapiq import InteractionValues
 
+from fixlip_captum.atomic_write import atomic_file
 from fixlip_captum.plot._labels import describe, fmt
 from fixlip_captum.plot._values import first_order, get_context, pair_kind, top_pairs
 from fixlip_captum.plot.conditional import plot_conditional_grid
@@ -88,7 +89,8 @@ def render_report(
     """The report as an HTML string; see :func:`write_report`."""
     t0 = time.perf_counter()
     ctx = get_context(iv)
-    names = [ctx.player_label(i) for i in range(ctx.n_players)]
+    # Table labels carry token positions, so repeated words stay apart.
+    names = [ctx.table_label(i) for i in range(ctx.n_players)]
     phi = first_order(iv)
     has_pairs = iv.max_order >= 2
     parts: list[str] = []
@@ -234,5 +236,6 @@ def write_report(
         viewer_href=viewer_href,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    with atomic_file(path, "w", encoding="utf-8") as fh:
+        fh.write(page)
     return path
