@@ -254,7 +254,7 @@ def test_interrupted_explain_leaves_all_outputs_or_none(scene_file, tmp_path):
     out = tmp_path / "out"
     argv = ["explain", "--image", str(path), "--out", str(out), "--report", *FAST]
     # A first complete run in the folder: an interrupted rerun must not mix with it.
-    old_caption = generate_sample(8, n_objects=1, n_named=1).text
+    old_caption = "a purple ring"
     assert main([*argv, "--text", old_caption]) == 0
     old = _state(out)
     assert sorted(old) == OUTPUTS
