@@ -62,7 +62,7 @@ def _integral(value: Any, name: str) -> int:
         return int(value)
     as_float = float(value)
     if not as_float.is_integer():
-        raise TypeError(f"{name} must be a whole number, got {value!r}.")
+        raise TypeError(f"{name} must be an integer (a whole number), got {value!r}.")
     return int(as_float)
 
 
