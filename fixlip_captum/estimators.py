@@ -129,12 +129,14 @@ def _draw(
     tol: float,
     constraint: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Stratified coalitions whose weighted Gram identifies ``terms``.
+    """Stratified coalitions (complementary pairs) whose weighted Gram identifies ``terms``.
 
     A draw that does not is replaced by one that includes :func:`_anchors` (identifiable for
     every seed once ``m >= len(terms)``). Returns coalitions, weights, Gram and sampler info.
     """
-    coalitions, weights, info = stratified_coalitions(m, n, size_mass, gen, device=device)
+    coalitions, weights, info = stratified_coalitions(
+        m, n, size_mass, gen, antithetic=True, device=device
+    )
     gram = _gram(coalitions, weights, index, basis_p)
     extra = 0.0 if constraint is None else constraint.T @ constraint
     info["anchored"] = False

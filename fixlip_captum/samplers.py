@@ -192,6 +192,34 @@ def _draw_stratum(
     return torch.cat(out)
 
 
+def _paired_rows(n: int, counts: dict[int, int], gen: torch.Generator) -> dict[int, torch.Tensor]:
+    """Rows of sampled strata drawn as complementary pairs: stratum ``n - k`` holds the
+    complements of stratum ``k``'s draws (plus one independent draw when the counts differ);
+    the middle stratum ``n / 2`` holds pairs ``S, N \\ S`` (``S`` among the coalitions that
+    keep player 0, one per pair)."""
+    out: dict[int, torch.Tensor] = {}
+    for k in sorted(counts):
+        j = n - k
+        if k > j or j not in counts:
+            continue
+        if k == j:
+            half = _draw_stratum(n - 1, k - 1, counts[k] // 2, set(), gen)
+            first = torch.cat([torch.ones((half.shape[0], 1), dtype=torch.bool), half], dim=1)
+            rows = torch.cat([first, ~first])
+            if counts[k] % 2:
+                rows = torch.cat([rows, _draw_stratum(n, k, 1, set(_keys(rows)), gen)])
+            out[k] = rows
+            continue
+        low, high = sorted((k, j), key=lambda s: counts[s])
+        base = _draw_stratum(n, low, counts[low], set(), gen)
+        rows = ~base
+        more = counts[high] - counts[low]
+        if more:
+            rows = torch.cat([rows, _draw_stratum(n, high, more, set(_keys(rows)), gen)])
+        out[low], out[high] = base, rows
+    return out
+
+
 def _allocate(extra: int, mass: dict[int, float], room: dict[int, int]) -> dict[int, int]:
     """Split ``extra`` draws over strata in proportion to ``mass``, at most ``room[k]`` each
     (largest remainders; capped strata pass their share on)."""
@@ -222,6 +250,7 @@ def stratified_coalitions(
     generator: torch.Generator,
     *,
     anchors: list[tuple[int, ...]] | None = None,
+    antithetic: bool = False,
     device: torch.device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """``m`` distinct coalitions of ``n`` players and weights that estimate a size-symmetric
@@ -251,6 +280,11 @@ def stratified_coalitions(
         size_mass: ``[n + 1]`` mass of each size (sizes with mass 0 are never drawn).
         generator: CPU generator of the draws.
         anchors: Coalitions (sorted tuples of players) that must be included.
+        antithetic: Draw sampled strata ``k`` and ``n - k`` as complementary pairs
+            ``S, N \\ S`` (ignored with anchors). Each stratum's draw is still uniform
+            without replacement (the procedure is invariant under permutations of the
+            players), so the weights stay unbiased; at ``p = 1/2`` (and for the Shapley
+            kernel) ``z_i(N \\ S) = -z_i(S)``, which decouples odd and even terms.
         device: Where the returned tensors live.
 
     Returns:
@@ -290,16 +324,20 @@ def stratified_coalitions(
     )
     parts: list[torch.Tensor] = []
     weights: list[torch.Tensor] = []
+    counts = {k: draws[k] + extra[k] for k in draws}
+    paired = _paired_rows(n, counts, generator) if antithetic and not anchor_sets else {}
     for k in sizes:
         anchor_rows = _rows_of(by_size[k], n)
         exclude = set(_keys(anchor_rows))
         if k in enumerated:
             rows = _draw_stratum(n, k, remaining[k], exclude, generator)
             w = torch.full((rows.shape[0],), q[k], dtype=torch.float64)
-        elif k in draws:
-            s = draws[k] + extra[k]
-            rows = _draw_stratum(n, k, s, exclude, generator)
-            w = torch.full((s,), remaining[k] * q[k] / s, dtype=torch.float64)
+        elif k in counts:
+            if k in paired:
+                rows = paired[k]
+            else:
+                rows = _draw_stratum(n, k, counts[k], exclude, generator)
+            w = torch.full((counts[k],), remaining[k] * q[k] / counts[k], dtype=torch.float64)
         else:
             rows, w = anchor_rows[:0], torch.zeros(0, dtype=torch.float64)
         parts += [anchor_rows, rows]
