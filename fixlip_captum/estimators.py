@@ -129,25 +129,30 @@ def _draw(
     tol: float,
     constraint: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Stratified coalitions (complementary pairs) whose weighted Gram identifies ``terms``.
+    """Stratified coalitions whose weighted Gram identifies ``terms``, tried in turn:
 
-    A draw that does not is replaced by one that includes :func:`_anchors` (identifiable for
-    every seed once ``m >= len(terms)``). Returns coalitions, weights, Gram and sampler info.
+    1. complementary pairs (their even terms see only ``m / 2`` distinct rows, so this needs
+       about twice the minimum);
+    2. independent strata;
+    3. with :func:`_anchors` included (identifiable for every seed once ``m >= len(terms)``).
+
+    Returns coalitions, weights, Gram and sampler info (``"draw"`` names the one used).
     """
-    coalitions, weights, info = stratified_coalitions(
-        m, n, size_mass, gen, antithetic=True, device=device
-    )
-    gram = _gram(coalitions, weights, index, basis_p)
     extra = 0.0 if constraint is None else constraint.T @ constraint
-    info["anchored"] = False
-    if not _identifies(gram + extra, tol):
-        border = {(), tuple(range(n))} if constraint is not None else set()
-        anchors = [a for a in _anchors(terms, n, basis_p) if a not in border]
+    border = {(), tuple(range(n))} if constraint is not None else set()
+    attempts: list[tuple[str, dict[str, Any]]] = [
+        ("antithetic", {"antithetic": True}),
+        ("independent", {}),
+        ("anchored", {"anchors": [a for a in _anchors(terms, n, basis_p) if a not in border]}),
+    ]
+    for name, options in attempts:
         coalitions, weights, info = stratified_coalitions(
-            m, n, size_mass, gen, anchors=anchors, device=device
+            m, n, size_mass, gen, device=device, **options
         )
         gram = _gram(coalitions, weights, index, basis_p)
-        info["anchored"] = True
+        if name == "anchored" or _identifies(gram + extra, tol):
+            break
+    info["draw"] = name
     return coalitions, weights, gram, info
 
 

@@ -337,7 +337,7 @@ def test_extreme_p_still_identifies_with_distinct_masks():
         )
 
     iv = approximate_crossmodal(crossmodal, 12, 3, m_image=80, m_text=8, p=0.999999, seed=0)
-    assert iv.estimation_info["image_sampler"]["anchored"]
+    assert iv.estimation_info["image_sampler"]["draw"] == "anchored"
     for t, k in iv.interaction_lookup.items():
         assert abs(iv.values[k] - (1.0 if len(t) == 1 and t[0] < 12 else 0.0)) < 1e-6
 
