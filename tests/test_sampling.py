@@ -65,9 +65,9 @@ def test_identifiable_at_minimum_budget_for_every_seed(n_text):
     n_image = 4
     game = to_crossmodal(random_game(n_image + n_text, seed=n_text, third_order=0.3), n_image)
     budget = minimum_budget(n_image, n_text)
-    # 20 seeds where i.i.d. text masks used to fail (short captions); 4 above, for CI time
-    # (20/20 for every n_T in 1..20 was checked once: see the closing note of issue 14).
-    for seed in range(20 if n_text <= 6 else 4):
+    # 10 seeds where i.i.d. text masks used to fail (short captions), 2 above, for CI time
+    # (20/20 seeds for every n_T in 1..20 was checked once: see the closing note of #14).
+    for seed in range(10 if n_text <= 6 else 2):
         p = (0.3, 0.5, 0.7)[seed % 3]
         iv = approximate_crossmodal(game, n_image, n_text, budget, p=p, seed=seed)
         assert iv.estimation_info["budget"] <= budget
@@ -77,10 +77,9 @@ def test_identifiable_at_and_above_minimum_12_plus_4():
     game = to_crossmodal(random_game(16, seed=0), 12)
     minimum = minimum_budget(12, 4)
     assert minimum == 869
-    for seed in range(20):
+    for seed in range(6):
         approximate_crossmodal(game, 12, 4, minimum, p=(0.3, 0.5, 0.7)[seed % 3], seed=seed)
-    for seed in range(3):
-        approximate_crossmodal(game, 12, 4, int(1.45 * minimum), seed=seed)
+    approximate_crossmodal(game, 12, 4, int(1.45 * minimum), seed=0)
     with pytest.raises(NotIdentifiableError, match="at least 869"):
         approximate_crossmodal(game, 12, 4, minimum - 1, seed=0)
 
