@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from fixlip_captum.estimators import _split_terms, crossmodal_split
 from fixlip_captum.samplers import bernoulli_coalitions, make_generator
+from fixlip_captum.settings import crossmodal_split, split_features
 from fixlip_captum.solvers import (
     centred_design,
     centred_to_product,
@@ -42,7 +42,7 @@ CONFIGS = {
 
 def make_problem(n_i: int, n_t: int, log2_budget: int, pairs: str, seed: int = 0):
     terms = interaction_terms(n_i + n_t, 2, pairs, n_image=n_i)
-    image_feats, text_feats, fi, gi = _split_terms(terms, n_i)
+    image_feats, text_feats, fi, gi = split_features(terms, n_i)
     m_i, m_t = crossmodal_split(2**log2_budget, n_i, n_t, len(image_feats), len(text_feats))
     gen = make_generator(seed)
     z_i = bernoulli_coalitions(m_i, n_i, 0.5, gen)

@@ -11,41 +11,48 @@ weighted least squares against the game ``v``:
 The cross-modal estimator exploits that under ``mu_p`` the image and text masks are
 independent: ``m_I`` image masks and ``m_T`` text masks give ``m_I * m_T`` values, and the
 normal equations factorise (see :mod:`fixlip_captum.solvers.wls`).
+
+Every public function validates its arguments once into a
+:class:`~fixlip_captum.settings.Settings` and a :class:`~fixlip_captum.settings.SamplingPlan`;
+:func:`estimate_joint` and :func:`estimate_crossmodal` take a plan and trust it. Masks are
+drawn by :func:`fixlip_captum.samplers.stratified_coalitions`: distinct, whole coalition sizes
+enumerated where that is worth it, the other sizes sampled without replacement with weights
+that estimate the weighting measure without bias (docs/estimators.md).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from ._validation import (
-    as_values,
-    check_index,
-    check_max_order,
-    check_n_players,
-    check_p,
-    check_positive_int,
-    resolve_device,
-)
+from ._validation import as_values, check_positive_int, resolve_device
 from .interaction_values import ExplanationContext, FIxLIPInteractionValues, make_interaction_values
 from .samplers import (
     all_coalitions,
-    bernoulli_coalitions,
+    banzhaf_size_masses,
     make_generator,
-    shapley_kernel_coalitions,
     shapley_kernel_weights,
+    shapley_size_masses,
+    stratified_coalitions,
     weighted_banzhaf_weights,
 )
+from .settings import (
+    MAX_EXACT_PLAYERS,
+    SamplingPlan,
+    Settings,
+    crossmodal_split,
+    minimum_budget,
+    plan_crossmodal,
+    plan_joint,
+    split_features,
+)
 from .solvers import (
-    NotIdentifiableError,
     centred_design,
     centred_to_product,
     crossmodal_normal_equations,
-    describe_pairs,
-    interaction_terms,
     solve_normal_equations,
     terms_index,
 )
@@ -56,106 +63,215 @@ __all__ = [
     "approximate_crossmodal",
     "approximate_interactions",
     "crossmodal_split",
+    "estimate_crossmodal",
+    "estimate_joint",
     "exact_interactions",
     "minimum_budget",
 ]
 
-MAX_EXACT_PLAYERS = 20
-
 JointGame = Callable[[torch.Tensor], Any]
 CrossModalGame = Callable[[torch.Tensor, torch.Tensor], Any]
+Term = tuple[int, ...]
+
+# Smallest pivot of a modality's unit-diagonal Gram that counts as identified. The
+# cross-modal Gram is a principal submatrix of the Kronecker product of the two modality
+# Grams, whose pivots multiply: sqrt of the solver's 1e-9 keeps the product solvable.
+_MODALITY_PIVOT_TOL = 3.2e-5
+_JOINT_PIVOT_TOL = 1e-9
 
 
-def _index_name(index: str, p: float) -> str:
-    """The name stored in the InteractionValues: shapiq's ``FBII`` when it applies."""
-    if index == "FWBII" and p == 0.5:
-        return "FBII"
-    return index
+def _identifies(gram: torch.Tensor, tol: float) -> bool:
+    """Whether ``gram`` (PSD) is numerically full rank: unit-diagonal Cholesky pivots >= tol."""
+    diag = torch.diagonal(gram)
+    if not bool((diag > 0).all()):
+        return False
+    scale = diag.rsqrt()
+    chol, info = torch.linalg.cholesky_ex(gram * scale[:, None] * scale[None, :])
+    return int(info) == 0 and float((torch.diagonal(chol) ** 2).min()) >= tol
 
 
-def _accumulate(
-    game: JointGame,
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-    index_t: torch.Tensor,
+def _anchors(terms: Sequence[Term], n: int, p: float) -> list[Term]:
+    """Coalitions that identify ``terms`` by themselves: the terms as coalitions (``p <= 1/2``)
+    or their complements (``p > 1/2``, where large coalitions carry the mass).
+
+    The terms are closed under subsets, so the design of ``1[T subset S]`` over these
+    coalitions is unitriangular (ordered by size); complements give the same in ``1 - x``.
+    """
+    if p <= 0.5:
+        return list(terms)
+    return [tuple(i for i in range(n) if i not in set(t)) for t in terms]
+
+
+def _gram(
+    coalitions: torch.Tensor,
+    weights: torch.Tensor,
+    index: torch.Tensor,
+    p: float,
+    chunk: int = 2**12,
+) -> torch.Tensor:
+    t = index.shape[0]
+    gram = torch.zeros((t, t), dtype=torch.float64, device=coalitions.device)
+    for start in range(0, coalitions.shape[0], chunk):
+        phi = centred_design(coalitions[start : start + chunk], index, p)
+        gram += (phi * weights[start : start + chunk, None]).T @ phi
+    return gram
+
+
+def _draw(
+    m: int,
+    n: int,
+    size_mass: list[float],
+    terms: Sequence[Term],
+    index: torch.Tensor,
     basis_p: float,
+    gen: torch.Generator,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Sum ``Phi^T W Phi`` and ``Phi^T W v`` over batches of ``(coalitions, weights)``."""
-    t = index_t.shape[0]
-    gram = torch.zeros((t, t), dtype=torch.float64, device=device)
-    rhs = torch.zeros(t, dtype=torch.float64, device=device)
-    evaluations = 0
-    for coalitions, weights in batches:
-        values = as_values(game(coalitions), (coalitions.shape[0],), device)
-        phi = centred_design(coalitions.to(device), index_t, basis_p)
-        weighted = phi * weights.to(device)[:, None]
-        gram += weighted.T @ phi
-        rhs += weighted.T @ values
-        evaluations += coalitions.shape[0]
-    return gram, rhs, evaluations
+    tol: float,
+    constraint: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Stratified coalitions whose weighted Gram identifies ``terms``, tried in turn:
 
+    1. complementary pairs (their even terms see only ``m / 2`` distinct rows, so this needs
+       about twice the minimum);
+    2. independent strata;
+    3. with :func:`_anchors` included (identifiable for every seed once ``m >= len(terms)``).
 
-def _chunks(
-    coalitions_fn: Callable[[int, int], torch.Tensor],
-    weights_fn: Callable[[torch.Tensor], torch.Tensor],
-    total: int,
-    batch_size: int,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    for start in range(0, total, batch_size):
-        coalitions = coalitions_fn(start, min(start + batch_size, total))
-        yield coalitions, weights_fn(coalitions)
-
-
-def _shapley_constraints(
-    game: JointGame, n: int, index_t: torch.Tensor, device: torch.device
-) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Evaluate v(empty), v(N) and return the constraint system ``(A [2, T], d [2])``."""
-    border = torch.zeros((2, n), dtype=torch.bool, device=device)
-    border[1] = True
-    d = as_values(game(border), (2,), device)
-    a = centred_design(border, index_t, 0.5)
-    return (a, d), d
+    Returns coalitions, weights, Gram and sampler info (``"draw"`` names the one used).
+    """
+    extra = 0.0 if constraint is None else constraint.T @ constraint
+    border = {(), tuple(range(n))} if constraint is not None else set()
+    attempts: list[tuple[str, dict[str, Any]]] = [
+        ("antithetic", {"antithetic": True}),
+        ("independent", {}),
+        ("anchored", {"anchors": [a for a in _anchors(terms, n, basis_p) if a not in border]}),
+    ]
+    for name, options in attempts:
+        coalitions, weights, info = stratified_coalitions(
+            m, n, size_mass, gen, device=device, **options
+        )
+        gram = _gram(coalitions, weights, index, basis_p)
+        if name == "anchored" or _identifies(gram + extra, tol):
+            break
+    info["draw"] = name
+    return coalitions, weights, gram, info
 
 
 def _finish(
     coef: torch.Tensor,
-    terms: list[tuple[int, ...]],
-    basis_p: float,
+    plan: SamplingPlan,
     *,
     estimator: str,
-    n_players: int,
-    index: str,
-    p: float,
-    max_order: int,
-    pairs: PairsSpec,
     estimated: bool,
-    budget: int,
+    used: int,
     extra_info: dict[str, Any] | None = None,
     context: ExplanationContext | None = None,
 ) -> FIxLIPInteractionValues:
-    """Convert to the product basis and wrap, recording the settings actually used."""
-    values = centred_to_product(coef, terms, basis_p).cpu().numpy()
-    index_p = p if index == "FWBII" else None
-    info = {
-        "estimator": estimator,
-        "index": index,
-        "p": index_p,
-        "max_order": max_order,
-        "pairs": describe_pairs(pairs),
-        "budget": budget,
-        **(extra_info or {}),
-    }
+    """Convert to the product basis and wrap, recording the plan and what was used."""
+    settings = plan.settings
+    values = centred_to_product(coef, plan.terms, settings.basis_p).cpu().numpy()
+    info = {"estimator": estimator, **plan.info(), "budget": used, **(extra_info or {})}
     return make_interaction_values(
         values,
-        terms,
-        n_players=n_players,
-        index=_index_name(index, p),
-        max_order=max_order,
-        p=index_p,
+        list(plan.terms),
+        n_players=plan.n_players,
+        index=settings.index_name,
+        max_order=settings.max_order,
+        p=settings.p,
         estimated=estimated,
-        estimation_budget=budget,
+        estimation_budget=used,
         estimation_info=info,
         context=context,
+    )
+
+
+def _values(
+    game: JointGame, coalitions: torch.Tensor, batch_size: int | None, device: torch.device
+) -> torch.Tensor:
+    """``[m]`` game values, in one call (a JointGame then encodes each distinct image and
+    text part once) or in calls of ``batch_size`` coalitions."""
+    step = coalitions.shape[0] if batch_size is None else batch_size
+    parts = []
+    for start in range(0, coalitions.shape[0], max(step, 1)):
+        chunk = coalitions[start : start + step]
+        parts.append(as_values(game(chunk), (chunk.shape[0],), device))
+    return torch.cat(parts)
+
+
+def _rhs(
+    coalitions: torch.Tensor,
+    weights: torch.Tensor,
+    values: torch.Tensor,
+    index: torch.Tensor,
+    p: float,
+    chunk: int = 2**12,
+) -> torch.Tensor:
+    rhs = torch.zeros(index.shape[0], dtype=torch.float64, device=coalitions.device)
+    for start in range(0, coalitions.shape[0], chunk):
+        phi = centred_design(coalitions[start : start + chunk], index, p)
+        rhs += phi.T @ (weights[start : start + chunk] * values[start : start + chunk])
+    return rhs
+
+
+def estimate_joint(
+    game: JointGame,
+    plan: SamplingPlan,
+    *,
+    device: torch.device,
+    batch_size: int | None = None,
+) -> FIxLIPInteractionValues:
+    """Model-agnostic estimate (or exact enumeration) following a joint :class:`SamplingPlan`.
+
+    Args:
+        game: Callable ``coalitions [m, n] bool -> values [m] float``.
+        plan: From :func:`fixlip_captum.settings.plan_joint` (trusted).
+        device: Where coalitions are built and the least squares run.
+        batch_size: Coalitions per call of ``game`` (``None``: all in one call).
+
+    Returns:
+        :class:`FIxLIPInteractionValues`.
+    """
+    settings = plan.settings
+    n, p = plan.n_players, settings.basis_p
+    shapley = settings.index == "FSII"
+    index_t = terms_index(plan.terms, n).to(device)
+    constraint = None
+    border = torch.zeros((2, n), dtype=torch.bool, device=device)
+    border[1] = True
+    if shapley:
+        constraint = centred_design(border, index_t, p)
+    if plan.exhaustive:
+        coalitions = all_coalitions(n, device=device)
+        if shapley:
+            weights = shapley_kernel_weights(coalitions)
+        else:
+            weights = weighted_banzhaf_weights(coalitions, p)
+        gram = _gram(coalitions, weights, index_t, p)
+        sampler: dict[str, Any] = {}
+        estimator = "exact"
+    else:
+        masses = shapley_size_masses(n) if shapley else banzhaf_size_masses(n, p)
+        gen = make_generator(settings.seed)
+        m = plan.budget - (2 if shapley else 0)
+        coalitions, weights, gram, sampler = _draw(
+            m, n, masses, plan.terms, index_t, p, gen, device, _JOINT_PIVOT_TOL, constraint
+        )
+        estimator = "model-agnostic"
+    values = _values(game, coalitions, batch_size, device)
+    rhs = _rhs(coalitions, weights, values, index_t, p)
+    used = coalitions.shape[0]
+    constraints = None
+    if shapley:
+        assert constraint is not None
+        constraints = (constraint, _values(game, border, None, device))
+        used += 2
+    coef = solve_normal_equations(gram, rhs, constraints, hint=plan.hint)
+    return _finish(
+        coef,
+        plan,
+        estimator=estimator,
+        estimated=not plan.exhaustive,
+        used=used,
+        extra_info=sampler,
     )
 
 
@@ -164,7 +280,7 @@ def exact_interactions(
     n_players: int,
     *,
     index: str = "FWBII",
-    p: float = 0.5,
+    p: float | None = None,
     max_order: int = 2,
     pairs: PairsSpec = "all",
     n_image: int | None = None,
@@ -177,7 +293,7 @@ def exact_interactions(
         game: Callable ``coalitions [m, n] bool -> values [m] float`` (True = player kept).
         n_players: Number of players ``n`` (at most 20).
         index: ``"FWBII"`` (faithful weighted Banzhaf, keep-probability ``p``) or ``"FSII"``.
-        p: Keep-probability in (0, 1) for ``"FWBII"`` (ignored for ``"FSII"``).
+        p: Keep-probability in (0, 1) for ``"FWBII"`` (default 0.5; not for ``"FSII"``).
         max_order: Highest interaction order (1, 2 or 3).
         pairs: Which higher-order terms are fitted (see
             :func:`fixlip_captum.solvers.interaction_terms`).
@@ -188,81 +304,50 @@ def exact_interactions(
     Returns:
         :class:`FIxLIPInteractionValues` (``estimated=False``, budget ``2^n``).
     """
-    n = check_n_players(n_players)
-    index = check_index(index)
-    max_order = check_max_order(max_order, n)
-    p = check_p(p)
+    settings = Settings.create(index=index, p=p, max_order=max_order, pairs=pairs)
     batch_size = check_positive_int(batch_size, "batch_size")
-    if n > MAX_EXACT_PLAYERS:
+    plan = plan_joint(settings, n_players, n_image=n_image)
+    if plan.n_players > MAX_EXACT_PLAYERS:
         raise ValueError(
             f"exact_interactions enumerates 2^n coalitions and is limited to "
-            f"{MAX_EXACT_PLAYERS} players; got n={n}. Use approximate_interactions or "
-            "approximate_crossmodal instead."
+            f"{MAX_EXACT_PLAYERS} players; got n={plan.n_players}. Use approximate_interactions "
+            "or approximate_crossmodal instead."
         )
-    dev = resolve_device(device)
-    terms = interaction_terms(n, max_order, pairs, n_image=n_image)
-    index_t = terms_index(terms, n).to(dev)
-    basis_p = p if index == "FWBII" else 0.5
-    ids = all_coalitions(n, device=dev)
-    if index == "FWBII":
-        weights_fn = lambda c: weighted_banzhaf_weights(c, p)  # noqa: E731
-    else:
-        weights_fn = shapley_kernel_weights
-    gram, rhs, evaluations = _accumulate(
-        game,
-        _chunks(lambda a, b: ids[a:b], weights_fn, 2**n, batch_size),
-        index_t,
-        basis_p,
-        dev,
-    )
-    constraints = None
-    if index == "FSII":
-        constraints, _ = _shapley_constraints(game, n, index_t, dev)
-        evaluations += 2
-    coef = solve_normal_equations(gram, rhs, constraints)
-    return _finish(
-        coef,
-        terms,
-        basis_p,
-        estimator="exact",
-        n_players=n,
-        index=index,
-        p=p,
-        max_order=max_order,
-        pairs=pairs,
-        estimated=False,
-        budget=evaluations,
-    )
+    plan = dataclasses.replace(plan, budget=2**plan.n_players)
+    return estimate_joint(game, plan, device=resolve_device(device), batch_size=batch_size)
 
 
 def approximate_interactions(
     game: JointGame,
     n_players: int,
-    budget: int,
+    budget: int | None = None,
     *,
     index: str = "FWBII",
-    p: float = 0.5,
+    p: float | None = None,
     max_order: int = 2,
     seed: int | None = None,
     device: torch.device | str | None = None,
     pairs: PairsSpec = "all",
     n_image: int | None = None,
-    batch_size: int = 2**12,
+    batch_size: int | None = None,
 ) -> FIxLIPInteractionValues:
-    """Model-agnostic estimator: sample coalitions, fit the surrogate by least squares.
+    """Model-agnostic estimator: distinct coalitions, fitted by weighted least squares.
 
-    ``"FWBII"`` draws ``budget`` i.i.d. coalitions keeping each player with probability
-    ``p`` (exactly the weighting measure, so every row has weight ``1/budget``).
-    ``"FSII"`` evaluates the empty and full coalitions (enforced exactly) and draws
-    ``budget - 2`` coalitions from the Shapley kernel. If ``budget >= 2^n`` all coalitions
-    are enumerated instead and the result is exact.
+    The coalitions are size-stratified (:func:`fixlip_captum.samplers.stratified_coalitions`):
+    whole sizes with the most mass per coalition are enumerated, the others sampled without
+    replacement, weighted so that the sample estimates the weighting measure (``mu_p`` for
+    ``"FWBII"``, the Shapley kernel for ``"FSII"``) without bias. ``"FSII"`` also evaluates
+    the empty and full coalitions (enforced exactly). A draw that cannot identify the terms is
+    replaced by one that can, so every budget ``>=`` the minimum works for every seed. If
+    ``budget >= 2^n`` all coalitions are enumerated and the result is exact.
 
     Args:
         game: Callable ``coalitions [m, n] bool -> values [m] float``.
         n_players: Number of players ``n``.
-        budget: Number of game evaluations.
+        budget: Number of game evaluations (``None``: the default rule,
+            :func:`fixlip_captum.settings.default_budget`).
         index: ``"FWBII"`` or ``"FSII"``.
-        p: Keep-probability in (0, 1) for ``"FWBII"``.
+        p: Keep-probability in (0, 1) for ``"FWBII"`` (default 0.5; not for ``"FSII"``).
         max_order: Highest interaction order (1, 2 or 3).
         seed: Seed of the coalition sampler (``None`` = fresh entropy).
         device: Where coalitions are built and the least squares run (default CPU).
@@ -270,190 +355,94 @@ def approximate_interactions(
             ``n_image``), or a list of player ids (all pairs inside it). Needed above ~150
             players, where all pairs are too many.
         n_image: Number of image players (ids ``0..n_image-1``), for ``pairs="crossmodal"``.
-        batch_size: Coalitions per call of ``game``.
+        batch_size: Coalitions per call of ``game`` (``None``: all in one call, so a
+            :class:`~fixlip_captum.games.JointGame` encodes each distinct part once).
 
     Returns:
-        :class:`FIxLIPInteractionValues`; ``estimation_info`` records budget and seed.
+        :class:`FIxLIPInteractionValues`; ``estimation_info`` records the plan, budget and seed.
 
     Raises:
-        NotIdentifiableError: budget below the number of fitted terms, or samples that do
-            not determine them.
+        NotIdentifiableError: budget below the number of fitted terms.
     """
-    n = check_n_players(n_players)
-    index = check_index(index)
-    max_order = check_max_order(max_order, n)
-    p = check_p(p)
-    budget = check_positive_int(budget, "budget")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    dev = resolve_device(device)
-    terms = interaction_terms(n, max_order, pairs, n_image=n_image)
-    if n <= MAX_EXACT_PLAYERS and budget >= 2**n:
-        iv = exact_interactions(
-            game,
-            n,
-            index=index,
-            p=p,
-            max_order=max_order,
-            pairs=pairs,
-            n_image=n_image,
-            device=dev,
-        )
-        iv.estimation_info.update(estimator="enumeration", requested_budget=budget, seed=seed)
-        return iv
-    extra = 2 if index == "FSII" else 0
-    minimum = len(terms) + extra
-    hint = (
-        f"{len(terms)} interactions are fitted (n={n}, max_order={max_order}); use a budget "
-        f"of at least {minimum} (several times more for a stable estimate), or fit fewer "
-        "pairs with pairs=[...]."
+    settings = Settings.create(
+        index=index, p=p, max_order=max_order, pairs=pairs, seed=seed, budget=budget
     )
-    if budget < minimum:
-        raise NotIdentifiableError(f"budget={budget} is too small. {hint}")
-    index_t = terms_index(terms, n).to(dev)
-    gen = make_generator(seed)
-    n_samples = budget - extra
-    if index == "FWBII":
-        basis_p = p
-        draw = lambda a, b: bernoulli_coalitions(b - a, n, p, gen, dev)  # noqa: E731
-    else:
-        basis_p = 0.5
-        draw = lambda a, b: shapley_kernel_coalitions(b - a, n, gen, dev)  # noqa: E731
-    uniform = lambda c: torch.full((c.shape[0],), 1.0 / n_samples, dtype=torch.float64)  # noqa: E731
-    gram, rhs, evaluations = _accumulate(
-        game, _chunks(draw, uniform, n_samples, batch_size), index_t, basis_p, dev
-    )
-    constraints = None
-    if index == "FSII":
-        constraints, _ = _shapley_constraints(game, n, index_t, dev)
-        evaluations += 2
-    coef = solve_normal_equations(gram, rhs, constraints, hint=hint)
-    return _finish(
-        coef,
-        terms,
-        basis_p,
-        estimator="model-agnostic",
-        n_players=n,
-        index=index,
-        p=p,
-        max_order=max_order,
-        pairs=pairs,
-        estimated=True,
-        budget=evaluations,
-        extra_info={"seed": seed},
-    )
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    plan = plan_joint(settings, n_players, n_image=n_image)
+    return estimate_joint(game, plan, device=resolve_device(device), batch_size=batch_size)
 
 
-def _split_terms(
-    terms: Sequence[tuple[int, ...]], n_image: int
-) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]], torch.Tensor, torch.Tensor]:
-    """Split joint terms into (image feature, text feature) pairs.
-
-    Returns the image features (image player ids), the text features (local text ids
-    ``0..n_T-1``) and, per term, the index of its image and its text feature.
-    """
-    image_feats: dict[tuple[int, ...], int] = {}
-    text_feats: dict[tuple[int, ...], int] = {}
-    fi, gi = [], []
-    for term in terms:
-        f = tuple(i for i in term if i < n_image)
-        g = tuple(i - n_image for i in term if i >= n_image)
-        fi.append(image_feats.setdefault(f, len(image_feats)))
-        gi.append(text_feats.setdefault(g, len(text_feats)))
-    return (
-        list(image_feats),
-        list(text_feats),
-        torch.tensor(fi, dtype=torch.long),
-        torch.tensor(gi, dtype=torch.long),
-    )
-
-
-def minimum_budget(
-    n_image: int,
-    n_text: int,
-    *,
-    max_order: int = 2,
-    pairs: PairsSpec = "all",
-    crossmodal: bool = True,
-) -> int:
-    """The fewest evaluations that can identify the fitted terms.
-
-    Args:
-        n_image: Image players.
-        n_text: Text players.
-        max_order: Highest interaction order.
-        pairs: Fitted pairs (see :func:`fixlip_captum.solvers.interaction_terms`).
-        crossmodal: ``True``: image-text pairs for :func:`approximate_crossmodal`
-            (distinct image parts x distinct text parts, each capped at ``2^n``);
-            ``False``: joint evaluations for :func:`approximate_interactions` (one per term).
-
-    Returns:
-        The minimum; a stable estimate needs a few times more.
-    """
-    terms = interaction_terms(n_image + n_text, max_order, pairs, n_image=n_image)
-    if not crossmodal:
-        return len(terms)
-    image_feats, text_feats, _, _ = _split_terms(terms, n_image)
-    min_i = min(2**n_image, len(image_feats)) if n_image < 62 else len(image_feats)
-    min_t = min(2**n_text, len(text_feats)) if n_text < 62 else len(text_feats)
-    return min_i * min_t
-
-
-def crossmodal_split(
-    budget: int, n_image: int, n_text: int, n_image_features: int, n_text_features: int
-) -> tuple[int, int]:
-    """Default split of ``budget`` pairs into ``m_image x m_text`` masks.
-
-    With ``F`` the distinct image (text) parts of the fitted terms — the fewest masks that
-    identify them — and a 25 % margin ``need = min(2^n, ceil(1.25 F))``:
-
-    1. ``m_text = min(2^n_T, max(4, ceil(sqrt(budget) n_T / n_I)))`` — the published rule:
-       captions have fewer players than images, so fewer text masks;
-    2. raised to ``need_T`` if below it;
-    3. ``m_image = min(2^n_I, floor(budget / m_text))``;
-    4. if ``m_image < need_I``, text masks are traded for image masks:
-       ``m_text = max(min(2^n_T, F_T), floor(budget / need_I))`` and ``m_image`` recomputed;
-    5. if ``m_text`` is more than half of ``2^n_T`` (many duplicate draws), all ``2^n_T``
-       text masks are enumerated instead, provided ``floor(budget / 2^n_T)`` image masks
-       still reach ``min(2^n_I, F_I)``.
-
-    A modality whose ``m`` reaches ``2^n`` is enumerated exactly (weights ``mu_p``).
-
-    Args:
-        budget: Number of image-text pairs.
-        n_image: Image players.
-        n_text: Text players.
-        n_image_features: Distinct image parts of the fitted terms.
-        n_text_features: Distinct text parts of the fitted terms.
-
-    Returns:
-        ``(m_image, m_text)``.
-    """
-    all_text = 2**n_text if n_text < 62 else budget
-    all_image = 2**n_image if n_image < 62 else budget
-    need_text = min(all_text, math.ceil(1.25 * n_text_features))
-    need_image = min(all_image, math.ceil(1.25 * n_image_features))
-    m_text = min(all_text, max(4, math.ceil(math.sqrt(budget) * n_text / n_image)))
-    m_text = max(m_text, need_text)
-    if budget // m_text < need_image:
-        m_text = max(min(all_text, n_text_features), budget // need_image)
-    # Drawing more than half of all text masks wastes draws on duplicates (and can leave the
-    # system singular): enumerate them instead when the image side can still be identified.
-    min_image = min(all_image, n_image_features)
-    if all_text > m_text > all_text // 2 and budget // all_text >= min_image:
-        m_text = all_text
-    m_image = min(all_image, budget // m_text)
-    return m_image, m_text
-
-
-def _modality_masks(
-    m: int, n: int, p: float, gen: torch.Generator, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Enumerate all ``2^n`` masks (weights ``mu_p``) when ``m >= 2^n``, else draw ``m``."""
+def _modality(
+    m: int,
+    n: int,
+    p: float,
+    features: Sequence[Term],
+    gen: torch.Generator,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Masks, weights, centred design ``[m, F]`` and sampler info of one modality."""
+    index = terms_index(features, n).to(device)
+    masses = banzhaf_size_masses(n, p)
     if n < 62 and m >= 2**n:
         masks = all_coalitions(n, device=device)
-        return masks, weighted_banzhaf_weights(masks, p), True
-    masks = bernoulli_coalitions(m, n, p, gen, device)
-    return masks, torch.full((m,), 1.0 / m, dtype=torch.float64, device=device), False
+        weights = weighted_banzhaf_weights(masks, p)
+        info: dict[str, Any] = {"enumerated": True}
+    else:
+        masks, weights, _, info = _draw(
+            m, n, masses, features, index, p, gen, device, _MODALITY_PIVOT_TOL
+        )
+        info["enumerated"] = False
+    return masks, weights, centred_design(masks, index, p), info
+
+
+def estimate_crossmodal(
+    game: CrossModalGame, plan: SamplingPlan, *, device: torch.device
+) -> FIxLIPInteractionValues:
+    """Cross-modal estimate following a cross-modal :class:`SamplingPlan` (trusted).
+
+    Args:
+        game: Callable ``(image_coalitions [m_I, n_I] bool, text_coalitions [m_T, n_T] bool)
+            -> values [m_I, m_T] float``.
+        plan: From :func:`fixlip_captum.settings.plan_crossmodal`.
+        device: Where masks are built and the least squares run.
+
+    Returns:
+        :class:`FIxLIPInteractionValues`.
+    """
+    p = plan.settings.basis_p
+    n_i, n_t = plan.n_image or 0, plan.n_text
+    gen = make_generator(plan.settings.seed)
+    z_image, w_image, phi_image, info_i = _modality(
+        plan.m_image, n_i, p, plan.image_features, gen, device
+    )
+    z_text, w_text, phi_text, info_t = _modality(
+        plan.m_text, n_t, p, plan.text_features, gen, device
+    )
+    values = as_values(
+        game(z_image, z_text), (z_image.shape[0], z_text.shape[0]), device, "cross-modal game"
+    )
+    _, _, fi, gi = split_features(plan.terms, n_i)
+    gram, rhs = crossmodal_normal_equations(
+        phi_image, w_image, phi_text, w_text, values, fi.to(device), gi.to(device)
+    )
+    coef = solve_normal_equations(gram, rhs, hint=plan.hint)
+    return _finish(
+        coef,
+        plan,
+        estimator="crossmodal",
+        estimated=not (info_i["enumerated"] and info_t["enumerated"]),
+        used=int(z_image.shape[0] * z_text.shape[0]),
+        extra_info={
+            "m_image": int(z_image.shape[0]),
+            "m_text": int(z_text.shape[0]),
+            "image_enumerated": info_i["enumerated"],
+            "text_enumerated": info_t["enumerated"],
+            "image_sampler": info_i,
+            "text_sampler": info_t,
+        },
+        context=ExplanationContext(n_image=n_i, n_text=n_t),
+    )
 
 
 def approximate_crossmodal(
@@ -464,7 +453,7 @@ def approximate_crossmodal(
     *,
     m_image: int | None = None,
     m_text: int | None = None,
-    p: float = 0.5,
+    p: float | None = None,
     max_order: int = 2,
     seed: int | None = None,
     device: torch.device | str | None = None,
@@ -473,11 +462,12 @@ def approximate_crossmodal(
 ) -> FIxLIPInteractionValues:
     """Cross-modal FWBII estimator: ``m_I`` image masks x ``m_T`` text masks, all pairs.
 
-    Each modality's masks are drawn i.i.d. keeping each player with probability ``p``
-    (or enumerated with weights ``mu_p`` when ``m >= 2^n`` for that modality). Under
-    ``mu_p`` the two modalities are independent, so the product design is a valid sample
-    of ``mu_p`` over all ``n_I + n_T`` players and the Gram factorises into the image Gram
-    times the text Gram: no ``(pairs x terms)`` matrix is ever built.
+    Each modality's masks are distinct and size-stratified
+    (:func:`fixlip_captum.samplers.stratified_coalitions`), or all ``2^n`` of them with
+    weights ``mu_p`` when ``m >= 2^n``. Under ``mu_p`` the two modalities are independent, so
+    the product of the two weighted samples estimates ``mu_p`` over all ``n_I + n_T`` players
+    and the Gram factorises into the image Gram times the text Gram: no ``(pairs x terms)``
+    matrix is ever built. Identifiable at every budget ``>= minimum_budget`` for every seed.
 
     Args:
         game: Callable ``(image_coalitions [m_I, n_I] bool, text_coalitions [m_T, n_T] bool)
@@ -485,10 +475,11 @@ def approximate_crossmodal(
         n_image: Image players (ids ``0..n_I-1``).
         n_text: Text players (ids ``n_I..n_I+n_T-1``).
         budget: Number of image-text pairs ``m_I * m_T``; split by
-            :func:`crossmodal_split` unless ``m_image``/``m_text`` are given.
+            :func:`crossmodal_split` unless ``m_image``/``m_text`` are given; ``None``: the
+            default rule (:func:`fixlip_captum.settings.plan_crossmodal`).
         m_image: Number of image masks (overrides the split).
         m_text: Number of text masks (overrides the split).
-        p: Keep-probability in (0, 1).
+        p: Keep-probability in (0, 1) (default 0.5).
         max_order: Highest interaction order (1, 2 or 3).
         seed: Seed of the mask sampler.
         device: Where masks are built and the least squares run (default CPU).
@@ -497,89 +488,14 @@ def approximate_crossmodal(
         index: Must be ``"FWBII"``; FSII's kernel does not factorise across modalities.
 
     Returns:
-        :class:`FIxLIPInteractionValues` with ``estimation_info`` holding ``m_image``,
-        ``m_text`` and the budget actually used.
+        :class:`FIxLIPInteractionValues` with ``estimation_info`` holding the plan
+        (``m_image``, ``m_text``, minimum) and the budget actually used.
 
     Raises:
         NotIdentifiableError: too few image or text masks for the fitted terms.
     """
-    if index != "FWBII":
-        raise ValueError(
-            f"approximate_crossmodal supports index='FWBII' only; got {index!r}. The Shapley "
-            "kernel does not factorise across modalities: use approximate_interactions(..., "
-            "index='FSII') on a joint game instead."
-        )
-    n_i = check_n_players(n_image, "n_image")
-    n_t = check_n_players(n_text, "n_text")
-    n = n_i + n_t
-    max_order = check_max_order(max_order, n)
-    p = check_p(p)
-    dev = resolve_device(device)
-    terms = interaction_terms(n, max_order, pairs, n_image=n_i)
-    image_feats, text_feats, fi, gi = _split_terms(terms, n_i)
-    f_i, f_t = len(image_feats), len(text_feats)
-    min_i = min(2**n_i, f_i) if n_i < 62 else f_i
-    min_t = min(2**n_t, f_t) if n_t < 62 else f_t
-    hint = (
-        f"The fitted terms need at least {min_i} distinct image masks and {min_t} distinct "
-        f"text masks, i.e. a budget of at least {min_i * min_t} pairs (more for a stable "
-        "estimate); pass a larger budget, set m_image/m_text, or fit fewer pairs with "
-        "pairs='crossmodal' or pairs=[...]."
+    settings = Settings.create(
+        index=index, p=p, max_order=max_order, pairs=pairs, seed=seed, budget=budget
     )
-    if m_image is not None:
-        m_image = check_positive_int(m_image, "m_image")
-    if m_text is not None:
-        m_text = check_positive_int(m_text, "m_text")
-    if budget is not None:
-        budget = check_positive_int(budget, "budget")
-    if m_image is None and m_text is None:
-        if budget is None:
-            raise ValueError("Give a budget (number of image-text pairs) or m_image and m_text.")
-        m_image, m_text = crossmodal_split(budget, n_i, n_t, f_i, f_t)
-    elif m_image is None or m_text is None:
-        if budget is None:
-            raise ValueError("Give both m_image and m_text, or one of them and a budget.")
-        if m_text is not None:
-            m_image = budget // m_text
-        elif m_image is not None:
-            m_text = budget // m_image
-    assert m_image is not None and m_text is not None
-    if m_image < min_i or m_text < min_t:
-        raise NotIdentifiableError(
-            f"{m_image} image masks x {m_text} text masks cannot identify the interactions. " + hint
-        )
-    gen = make_generator(seed)
-    z_image, w_image, image_enum = _modality_masks(m_image, n_i, p, gen, dev)
-    z_text, w_text, text_enum = _modality_masks(m_text, n_t, p, gen, dev)
-    values = as_values(
-        game(z_image, z_text), (z_image.shape[0], z_text.shape[0]), dev, "cross-modal game"
-    )
-    phi_image = centred_design(z_image, terms_index(image_feats, n_i).to(dev), p)
-    phi_text = centred_design(z_text, terms_index(text_feats, n_t).to(dev), p)
-    gram, rhs = crossmodal_normal_equations(
-        phi_image, w_image, phi_text, w_text, values, fi.to(dev), gi.to(dev)
-    )
-    coef = solve_normal_equations(gram, rhs, hint=hint)
-    used = int(z_image.shape[0] * z_text.shape[0])
-    return _finish(
-        coef,
-        terms,
-        p,
-        estimator="crossmodal",
-        n_players=n,
-        index="FWBII",
-        p=p,
-        max_order=max_order,
-        pairs=pairs,
-        estimated=not (image_enum and text_enum),
-        budget=used,
-        extra_info={
-            "requested_budget": budget,
-            "m_image": int(z_image.shape[0]),
-            "m_text": int(z_text.shape[0]),
-            "image_enumerated": image_enum,
-            "text_enumerated": text_enum,
-            "seed": seed,
-        },
-        context=ExplanationContext(n_image=n_i, n_text=n_t),
-    )
+    plan = plan_crossmodal(settings, n_image, n_text, m_image=m_image, m_text=m_text)
+    return estimate_crossmodal(game, plan, device=resolve_device(device))

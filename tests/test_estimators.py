@@ -18,7 +18,9 @@ from fixlip_captum import (
     first_order_values,
     load_interaction_values,
 )
-from fixlip_captum.estimators import crossmodal_split
+from fixlip_captum.estimators import _modality, crossmodal_split
+from fixlip_captum.samplers import make_generator
+from fixlip_captum.settings import split_features
 
 # ---------------------------------------------------------------- reference implementations
 
@@ -239,9 +241,17 @@ def test_crossmodal_equals_dense_weighted_least_squares(pairs, p):
         [np.repeat(zi, len(zt), axis=0), np.tile(zt, (len(zi), 1))], axis=1
     )  # pair (a, b) -> row a * m_T + b
     v = game(torch.tensor(joint)).numpy()
+    # The same draws again, with their weights (image first, then text, one generator).
+    gen = make_generator(1)
+    image_feats, text_feats, _, _ = split_features(list(iv.interaction_lookup), n_i)
+    mi, wi, _, _ = _modality(300, n_i, p, image_feats, gen, torch.device("cpu"))
+    mt, wt, _, _ = _modality(60, n_t, p, text_feats, gen, torch.device("cpu"))
+    np.testing.assert_array_equal(mi.numpy(), zi)
+    np.testing.assert_array_equal(mt.numpy(), zt)
+    w = np.outer(wi.numpy(), wt.numpy()).reshape(-1)
     terms = list(iv.interaction_lookup)
     x = product_design(joint, terms)
-    coef = np.linalg.solve(x.T @ x, x.T @ v)  # i.i.d. rows: equal weights
+    coef = np.linalg.solve(x.T @ (w[:, None] * x), x.T @ (w * v))
     assert max(abs(iv[t] - c) for t, c in zip(terms, coef, strict=True)) < 1e-8
     if pairs == "crossmodal":
         assert all(len(t) < 2 or (t[0] < n_i <= t[1]) for t in terms)
@@ -318,18 +328,18 @@ def test_budget_too_small_names_minimum():
         approximate_crossmodal(cm, 24, 6, m_image=300, m_text=30)
 
 
-def test_degenerate_samples_are_not_silently_solved():
-    # A player that is always kept in every sample cannot be told apart from the intercept.
-    def game(c):
-        return c.double().sum(1)
-
+def test_extreme_p_still_identifies_with_distinct_masks():
+    # At p ~ 1 i.i.d. draws keep every player (a singular system); distinct masks plus the
+    # anchored fallback still identify the terms, and an additive game comes out exactly.
     def crossmodal(zi, zt):
         return (
             torch.zeros(zi.shape[0], zt.shape[0], dtype=torch.float64) + zi.double().sum(1)[:, None]
         )
 
-    with pytest.raises(NotIdentifiableError):
-        approximate_crossmodal(crossmodal, 12, 3, m_image=80, m_text=8, p=0.999999, seed=0)
+    iv = approximate_crossmodal(crossmodal, 12, 3, m_image=80, m_text=8, p=0.999999, seed=0)
+    assert iv.estimation_info["image_sampler"]["draw"] == "anchored"
+    for t, k in iv.interaction_lookup.items():
+        assert abs(iv.values[k] - (1.0 if len(t) == 1 and t[0] < 12 else 0.0)) < 1e-6
 
 
 def test_bad_game_outputs():

@@ -6,11 +6,12 @@ Two paths:
   ``SiglipModel``, ``Siglip2Model``): players are image patches and caption tokens;
   ``mode="banzhaf"`` runs the cross-modal estimator
   (:func:`fixlip_captum.approximate_crossmodal`) on a :class:`~fixlip_captum.games.CrossModalGame`,
-  ``mode="shapley"`` runs :func:`fixlip_captum.approximate_interactions` with
+  ``mode="shapley"`` runs the model-agnostic estimator with
   ``index="FSII"`` on the :class:`~fixlip_captum.games.JointGame`.
 * **Generic** (any other ``forward_func(*inputs)``): players are the ids of ``feature_mask``
   (one namespace across the input tuple, as in Captum); an absent player's elements take the
-  baseline. Runs :func:`fixlip_captum.approximate_interactions` on the
+  baseline. Runs the model-agnostic estimator
+  (:func:`fixlip_captum.estimators.estimate_joint`) on the
   :class:`~fixlip_captum.games.ForwardFuncGame` of each example.
 
 One pair is explained by :func:`fixlip_captum.attr.pair.explain_pair` (shared with the
@@ -37,19 +38,13 @@ from fixlip_captum._validation import check_not_image_transform
 from fixlip_captum.adapters import DualEncoderAdapter, UnsupportedModelError, get_adapter
 from fixlip_captum.adapters.base import IMAGE_MASKINGS, VALUES
 from fixlip_captum.adapters.registry import looks_like_dual_encoder
-from fixlip_captum.attr.pair import (
-    DEFAULT_BUDGET,
-    MODES,
-    check_settings,
-    default_budget,
-    explain_pair,
-    split_pairs,
-)
-from fixlip_captum.estimators import approximate_interactions
+from fixlip_captum.attr.pair import MODES, explain_pair, split_pairs
+from fixlip_captum.estimators import estimate_joint
 from fixlip_captum.games import CrossModalGame, forward_func_games
 from fixlip_captum.interaction_values import FIxLIPInteractionValues
+from fixlip_captum.settings import Settings, plan_joint
 
-__all__ = ["MODES", "FIxLIP", "default_budget"]
+__all__ = ["MODES", "FIxLIP"]
 
 
 class FIxLIP(PerturbationAttribution):
@@ -121,6 +116,28 @@ class FIxLIP(PerturbationAttribution):
             )
         return self.adapter
 
+    def _settings(
+        self,
+        mode: str,
+        p: float | None,
+        max_order: int,
+        pairs: str | Sequence[int],
+        seed: int | None,
+        budget: int | None,
+    ) -> Settings:
+        """The call's settings, validated once (with this explainer's masking and value)."""
+        dual = self.adapter is not None
+        return Settings.create(
+            mode=mode,
+            p=p,
+            max_order=max_order,
+            pairs=pairs,
+            seed=seed,
+            budget=budget,
+            image_masking=self.image_masking if dual else None,
+            value=self.value if dual else None,
+        )
+
     def make_game(
         self,
         image: Any,
@@ -152,7 +169,7 @@ class FIxLIP(PerturbationAttribution):
         image: Image.Image,
         text: str,
         *,
-        p: float = ...,
+        p: float | None = ...,
         budget: int | None = ...,
         mode: str = ...,
         max_order: int = ...,
@@ -171,7 +188,7 @@ class FIxLIP(PerturbationAttribution):
         image: list[Any],
         text: Any,
         *,
-        p: float = ...,
+        p: float | None = ...,
         budget: int | None = ...,
         mode: str = ...,
         max_order: int = ...,
@@ -190,7 +207,7 @@ class FIxLIP(PerturbationAttribution):
         image: Any,
         text: Any,
         *,
-        p: float = ...,
+        p: float | None = ...,
         budget: int | None = ...,
         mode: str = ...,
         max_order: int = ...,
@@ -208,7 +225,7 @@ class FIxLIP(PerturbationAttribution):
         image: Any,
         text: Any,
         *,
-        p: float = 0.5,
+        p: float | None = None,
         budget: int | None = None,
         mode: str = "banzhaf",
         max_order: int = 2,
@@ -231,7 +248,9 @@ class FIxLIP(PerturbationAttribution):
             p: Keep-probability of the weighted Banzhaf index (``mode="banzhaf"``), in (0, 1).
             budget: ``"banzhaf"``: number of image-text mask pairs ``m_I * m_T``;
                 ``"shapley"``: number of joint coalitions (model evaluations). ``None``:
-                :func:`default_budget` (2^17, more when that cannot identify the terms).
+                :func:`fixlip_captum.settings.default_budget` (2^17, more when that cannot
+                identify the terms; a short caption gets no more image masks than a
+                10-token one).
             mode: ``"banzhaf"`` (FWBII(p), cross-modal estimator) or ``"shapley"`` (FSII,
                 model-agnostic estimator on the joint game).
             max_order: Highest interaction order (1, 2 or 3).
@@ -257,7 +276,7 @@ class FIxLIP(PerturbationAttribution):
             NotIdentifiableError: The budget cannot determine the requested terms.
         """
         self._require_adapter()
-        mode, p, budget = check_settings(mode, p, budget)
+        settings = self._settings(mode, p, max_order, pairs, seed, budget)
         jobs = split_pairs(image, text)
         results = [
             explain_pair(
@@ -268,14 +287,9 @@ class FIxLIP(PerturbationAttribution):
                     autocast_dtype=autocast_dtype,
                     show_progress=show_progress,
                 ),
-                p=p,
-                budget=budget,
-                mode=mode,
-                max_order=max_order,
-                pairs=pairs,
+                settings,
                 m_image=m_image,
                 m_text=m_text,
-                seed=seed,
             )
             for img, txt in (jobs if jobs is not None else [(image, text)])
         ]
@@ -290,7 +304,7 @@ class FIxLIP(PerturbationAttribution):
         additional_forward_args: Any = None,
         feature_mask: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
         *,
-        p: float = 0.5,
+        p: float | None = None,
         budget: int | None = None,
         mode: str = "banzhaf",
         max_order: int = 2,
@@ -326,8 +340,8 @@ class FIxLIP(PerturbationAttribution):
                 dimension 1 or ``B``).
             p: Keep-probability in (0, 1) for ``mode="banzhaf"``.
             budget: Evaluations (``"shapley"``, generic) or image-text pairs (``"banzhaf"``
-                with a dual encoder) per example; ``None``: :func:`default_budget` for a dual
-                encoder, 2^17 on the generic path.
+                with a dual encoder) per example; ``None``: the default rule of
+                :func:`fixlip_captum.settings.default_budget` (both paths).
             mode: ``"banzhaf"`` (FWBII(p)) or ``"shapley"`` (FSII).
             max_order: Highest interaction order fitted (the map shows first-order values).
             pairs: Fitted pair terms: ``"all"``, ``"crossmodal"`` or a list of player ids.
@@ -345,7 +359,7 @@ class FIxLIP(PerturbationAttribution):
             Generic: attributions shaped like ``inputs`` (a tensor for a tensor input).
             With ``return_interactions=True``: ``(attributions, [iv_0, ..., iv_{B-1}])``.
         """
-        mode, p, budget = check_settings(mode, p, budget)
+        settings = self._settings(mode, p, max_order, pairs, seed, budget)
         if self.adapter is None:
             attrs, ivs = self._attribute_generic(
                 inputs,
@@ -353,12 +367,7 @@ class FIxLIP(PerturbationAttribution):
                 target,
                 additional_forward_args,
                 feature_mask,
-                p=p,
-                budget=budget if budget is not None else DEFAULT_BUDGET,
-                mode=mode,
-                max_order=max_order,
-                pairs=pairs,
-                seed=seed,
+                settings,
                 batch_size=batch_size,
             )
         else:
@@ -368,12 +377,7 @@ class FIxLIP(PerturbationAttribution):
                 target,
                 additional_forward_args,
                 feature_mask,
-                p=p,
-                budget=budget,
-                mode=mode,
-                max_order=max_order,
-                pairs=pairs,
-                seed=seed,
+                settings,
                 batch_size=batch_size,
                 autocast_dtype=autocast_dtype,
                 show_progress=show_progress,
@@ -387,11 +391,11 @@ class FIxLIP(PerturbationAttribution):
         target: Any,
         additional_forward_args: Any,
         feature_mask: Any,
+        settings: Settings,
         *,
         batch_size: int,
         autocast_dtype: torch.dtype | None,
         show_progress: bool,
-        **kwargs: Any,
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], list[FIxLIPInteractionValues]]:
         adapter = self._require_adapter()
         for name, arg in (
@@ -435,7 +439,7 @@ class FIxLIP(PerturbationAttribution):
                 autocast_dtype=autocast_dtype,
                 show_progress=show_progress,
             )
-            iv = explain_pair(game, m_image=None, m_text=None, **kwargs)
+            iv = explain_pair(game, settings)
             ivs.append(iv)
             phi = torch.as_tensor(iv.first_order(), dtype=torch.float32)
             n_i = game.n_image
@@ -460,13 +464,8 @@ class FIxLIP(PerturbationAttribution):
         target: Any,
         additional_forward_args: Any,
         feature_mask: Any,
+        settings: Settings,
         *,
-        p: float,
-        budget: int,
-        mode: str,
-        max_order: int,
-        pairs: str | Sequence[int],
-        seed: int | None,
         batch_size: int,
     ) -> tuple[Any, list[FIxLIPInteractionValues]]:
         games = forward_func_games(
@@ -479,21 +478,19 @@ class FIxLIP(PerturbationAttribution):
             batch_size=batch_size,
         )
         xs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
-        index = "FWBII" if mode == "banzhaf" else "FSII"
         attributions = [torch.zeros(x.shape, dtype=torch.float32) for x in xs]
         ivs = []
         for b, game in enumerate(games):
-            iv = approximate_interactions(
+            iv = estimate_joint(
                 game,
-                game.n_players,
-                budget,
-                index=index,
-                p=p,
-                max_order=max_order,
-                seed=seed,
-                pairs=pairs,
+                plan_joint(settings, game.n_players),
+                device=torch.device("cpu"),
+                batch_size=batch_size,
             )
-            iv.estimation_info.update(mode=mode, feature_ids=game.feature_ids)
+            iv.estimation_info.update(
+                mode="banzhaf" if settings.index == "FWBII" else "shapley",
+                feature_ids=game.feature_ids,
+            )
             ivs.append(iv)
             phi = torch.as_tensor(iv.first_order(), dtype=torch.float32)
             for t, values in enumerate(game.spread(phi)):

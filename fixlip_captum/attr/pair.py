@@ -1,68 +1,26 @@
-"""One image-text pair through FIxLIP: the budget rule, list inputs split into pairs, and
+"""One image-text pair through FIxLIP: list inputs split into pairs, and
 :func:`explain_pair`, the one orchestration used by :class:`~fixlip_captum.FIxLIP` and by the
 registry's :class:`~fixlip_captum.methods.FIxLIPMethod`."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from fixlip_captum._validation import check_p, check_positive_int
 from fixlip_captum.adapters.base import TextInput
-from fixlip_captum.estimators import (
-    approximate_crossmodal,
-    approximate_interactions,
-    minimum_budget,
-)
+from fixlip_captum.estimators import estimate_crossmodal, estimate_joint
 from fixlip_captum.games import CrossModalGame
 from fixlip_captum.interaction_values import ExplanationContext, FIxLIPInteractionValues
+from fixlip_captum.settings import MODES, Settings, plan_crossmodal, plan_joint
 
 __all__ = [
-    "DEFAULT_BUDGET",
     "MODES",
-    "check_settings",
-    "default_budget",
     "explain_pair",
     "split_pairs",
 ]
-
-MODES = ("banzhaf", "shapley")
-DEFAULT_BUDGET = 2**17
-
-
-def default_budget(
-    n_image: int, n_text: int, mode: str, max_order: int, pairs: str | Sequence[int]
-) -> int:
-    """``budget=None``: 2^17, or the next power of two above twice the identifiable minimum
-    (:func:`fixlip_captum.estimators.minimum_budget`) when that is larger, e.g. for long
-    captions with all pairs fitted."""
-    crossmodal = mode == "banzhaf"
-    minimum = minimum_budget(
-        n_image, n_text, max_order=max_order, pairs=pairs, crossmodal=crossmodal
-    )
-    return max(DEFAULT_BUDGET, 2 ** math.ceil(math.log2(2 * minimum)))
-
-
-def check_settings(mode: str, p: float, budget: int | None) -> tuple[str, float, int | None]:
-    """``(mode, p, budget)`` checked where they enter (``FIxLIP``'s calls, ``FIxLIPMethod``).
-
-    Raises:
-        ValueError: ``mode`` is not one of :data:`MODES`; ``p`` outside (0, 1); ``budget < 1``.
-        TypeError: ``p`` is not a number, ``budget`` not an int.
-    """
-    if mode not in MODES:
-        raise ValueError(
-            f"mode must be 'banzhaf' (faithful weighted Banzhaf, cross-modal estimator) or "
-            f"'shapley' (faithful Shapley, model-agnostic estimator); got {mode!r}."
-        )
-    p = check_p(p)
-    if budget is not None:
-        budget = check_positive_int(budget, "budget")
-    return mode, p, budget
 
 
 def _is_single_caption(text: Any) -> bool:
@@ -126,23 +84,20 @@ def split_pairs(image: Any, text: Any) -> list[tuple[Any, Any]] | None:
 
 def explain_pair(
     game: CrossModalGame,
+    settings: Settings,
     *,
-    p: float,
-    budget: int | None,
-    mode: str,
-    max_order: int,
-    pairs: str | Sequence[int],
-    m_image: int | None,
-    m_text: int | None,
-    seed: int | None,
+    m_image: int | None = None,
+    m_text: int | None = None,
 ) -> FIxLIPInteractionValues:
-    """FIxLIP explanation of the pair of ``game`` (settings as checked by
-    :func:`check_settings`; see :meth:`fixlip_captum.FIxLIP.attribute_interactions`).
+    """FIxLIP explanation of the pair of ``game`` with validated
+    :class:`~fixlip_captum.settings.Settings` (see
+    :meth:`fixlip_captum.FIxLIP.attribute_interactions`).
 
-    ``mode="banzhaf"`` runs :func:`~fixlip_captum.approximate_crossmodal` on ``game``,
-    ``mode="shapley"`` :func:`~fixlip_captum.approximate_interactions` (FSII) on
-    ``game.joint()``. The result carries the pair's :class:`ExplanationContext` and, in
-    ``estimation_info``, the masking, value, model, adapter and mode.
+    FWBII (``mode="banzhaf"``) runs the cross-modal estimator on ``game``, FSII
+    (``mode="shapley"``) the model-agnostic one on ``game.joint()``, each following the plan
+    of :mod:`fixlip_captum.settings` (recorded in ``estimation_info``). The result carries
+    the pair's :class:`ExplanationContext` and, in ``estimation_info``, the model, adapter
+    and mode.
 
     Raises:
         ValueError: ``m_image``/``m_text`` with ``mode="shapley"``.
@@ -150,36 +105,14 @@ def explain_pair(
     """
     adapter = game.adapter
     device = adapter.device
-    if budget is None:
-        budget = default_budget(game.n_image, game.n_text, mode, max_order, pairs)
-    if mode == "banzhaf":
-        iv = approximate_crossmodal(
-            game,
-            game.n_image,
-            game.n_text,
-            budget if (m_image is None or m_text is None) else None,
-            m_image=m_image,
-            m_text=m_text,
-            p=p,
-            max_order=max_order,
-            seed=seed,
-            device=device,
-            pairs=pairs,
-        )
+    if settings.index == "FWBII":
+        plan = plan_crossmodal(settings, game.n_image, game.n_text, m_image=m_image, m_text=m_text)
+        iv = estimate_crossmodal(game, plan, device=device)
     else:
         if m_image is not None or m_text is not None:
             raise ValueError("m_image/m_text apply to mode='banzhaf' only.")
-        iv = approximate_interactions(
-            game.joint(),
-            game.n_players,
-            budget,
-            index="FSII",
-            max_order=max_order,
-            seed=seed,
-            device=device,
-            pairs=pairs,
-            n_image=game.n_image,
-        )
+        plan = plan_joint(settings, game.n_players, n_image=game.n_image)
+        iv = estimate_joint(game.joint(), plan, device=device)
     iv.context = ExplanationContext(
         n_image=game.n_image,
         n_text=game.n_text,
@@ -195,6 +128,6 @@ def explain_pair(
         value=game.value,
         model=f"{type(adapter.model).__module__}.{type(adapter.model).__qualname__}",
         adapter=type(adapter).__name__,
-        mode=mode,
+        mode="banzhaf" if settings.index == "FWBII" else "shapley",
     )
     return iv
