@@ -112,9 +112,9 @@ def check_out(path: str) -> Path:
 
 def check_settings(args: argparse.Namespace) -> None:
     """The estimator settings, checked by the library's own entry check (fast, no model)."""
-    from fixlip_captum.attr.pair import check_settings as check
+    from fixlip_captum.settings import Settings
 
-    check(args.mode, args.p, args.budget)
+    Settings.create(mode=args.mode, p=args.p, budget=args.budget)
 
 
 # ---------------------------------------------------------------------- output

@@ -3,9 +3,9 @@ words of its message) and one per input that used to be silently wrong (the corr
 
 Rows of #19 owned by other helpers: the family helper's (float / out-of-vocabulary token
 ids, a caption of only special tokens, the ``<unk>`` warning) are here; train-mode models
-are covered by the family contract test. Not yet on main, to add when they land (sampling):
-``seed=1.5``, ``seed="abc"``, ``seed=2**70``, ``budget=2**40``, ``budget=np.int64(4096)``,
-short captions at the default budget.
+are covered by the family contract test; short captions at the default budget by
+``tests/test_sampling.py`` (the plan gives a 1-token caption no more image masks than a
+10-token one).
 """
 
 from __future__ import annotations
@@ -167,6 +167,36 @@ ERROR_ROWS = {
         ),
         ValueError,
         ["special tokens", "at least one word"],
+    ),
+    "seed=1.5": (
+        lambda ex: ex.attribute_interactions(random_pil_image(0), CAPTION, budget=2**10, seed=1.5),
+        TypeError,
+        ["seed must be None or an integer", "1.5"],
+    ),
+    "seed='abc'": (
+        lambda ex: ex.attribute_interactions(random_pil_image(0), CAPTION, seed="abc"),
+        TypeError,
+        ["seed must be None or an integer", "str"],
+    ),
+    "seed=2**70": (
+        lambda ex: ex.attribute_interactions(random_pil_image(0), CAPTION, seed=2**70),
+        ValueError,
+        ["0..2^63-1"],
+    ),
+    "budget=2**40": (
+        lambda ex: ex.attribute_interactions(random_pil_image(0), CAPTION, budget=2**40),
+        ValueError,
+        ["maximum meaningful budget", "2^30"],
+    ),
+    "budget=4096.5": (
+        lambda ex: ex.attribute_interactions(random_pil_image(0), CAPTION, budget=4096.5),
+        TypeError,
+        ["budget must be an integer"],
+    ),
+    "mode='shapley' with p=0.3": (
+        lambda ex: ex.attribute_interactions(random_pil_image(0), CAPTION, mode="shapley", p=0.3),
+        ValueError,
+        ["no keep-probability"],
     ),
     "load a missing file": (
         lambda ex: load_interaction_values("/no/such/explanation.json"),
@@ -347,3 +377,15 @@ def test_save_interrupted_keeps_the_old_file(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert sorted(f.name for f in tmp_path.iterdir()) == ["x.json"]
     json.loads(before)
+
+
+def test_integral_budgets_of_any_type_give_the_same_explanation(explainer):
+    """``budget=np.int64(4096)`` and ``4096.0`` are the budget 4096 (they were refused)."""
+    image = random_pil_image(0)
+    ref = explainer.attribute_interactions(image, CAPTION, budget=4096, seed=0, pairs="crossmodal")
+    for budget in (np.int64(4096), 4096.0):
+        iv = explainer.attribute_interactions(
+            image, CAPTION, budget=budget, seed=0, pairs="crossmodal"
+        )
+        assert iv.estimation_info["budget"] == ref.estimation_info["budget"]
+        np.testing.assert_array_equal(iv.values, ref.values)
