@@ -16,7 +16,7 @@ normal equations factorise (see :mod:`fixlip_captum.solvers.wls`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -40,16 +40,18 @@ from .samplers import (
     weighted_banzhaf_weights,
 )
 from .solvers import (
+    JointSystem,
     NotIdentifiableError,
     centred_design,
     centred_to_product,
-    crossmodal_normal_equations,
+    check_solver,
     describe_pairs,
     interaction_terms,
-    solve_normal_equations,
+    solve_crossmodal,
     terms_index,
 )
 from .solvers.terms import PairsSpec
+from .solvers.terms import split_terms as _split_terms
 
 __all__ = [
     "MAX_EXACT_PLAYERS",
@@ -76,23 +78,13 @@ def _index_name(index: str, p: float) -> str:
 def _accumulate(
     game: JointGame,
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-    index_t: torch.Tensor,
-    basis_p: float,
+    system: JointSystem,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Sum ``Phi^T W Phi`` and ``Phi^T W v`` over batches of ``(coalitions, weights)``."""
-    t = index_t.shape[0]
-    gram = torch.zeros((t, t), dtype=torch.float64, device=device)
-    rhs = torch.zeros(t, dtype=torch.float64, device=device)
-    evaluations = 0
+) -> None:
+    """Feed the game's values on batches of ``(coalitions, weights)`` to the solver."""
     for coalitions, weights in batches:
         values = as_values(game(coalitions), (coalitions.shape[0],), device)
-        phi = centred_design(coalitions.to(device), index_t, basis_p)
-        weighted = phi * weights.to(device)[:, None]
-        gram += weighted.T @ phi
-        rhs += weighted.T @ values
-        evaluations += coalitions.shape[0]
-    return gram, rhs, evaluations
+        system.add(coalitions, weights, values)
 
 
 def _chunks(
@@ -208,18 +200,14 @@ def exact_interactions(
         weights_fn = lambda c: weighted_banzhaf_weights(c, p)  # noqa: E731
     else:
         weights_fn = shapley_kernel_weights
-    gram, rhs, evaluations = _accumulate(
-        game,
-        _chunks(lambda a, b: ids[a:b], weights_fn, 2**n, batch_size),
-        index_t,
-        basis_p,
-        dev,
-    )
+    system = JointSystem(terms, n, basis_p, dev, solver="direct")
+    _accumulate(game, _chunks(lambda a, b: ids[a:b], weights_fn, 2**n, batch_size), system, dev)
+    evaluations = system.evaluations
     constraints = None
     if index == "FSII":
         constraints, _ = _shapley_constraints(game, n, index_t, dev)
         evaluations += 2
-    coef = solve_normal_equations(gram, rhs, constraints)
+    coef, _ = system.solve(constraints)
     return _finish(
         coef,
         terms,
@@ -248,6 +236,7 @@ def approximate_interactions(
     pairs: PairsSpec = "all",
     n_image: int | None = None,
     batch_size: int = 2**12,
+    solver: str = "auto",
 ) -> FIxLIPInteractionValues:
     """Model-agnostic estimator: sample coalitions, fit the surrogate by least squares.
 
@@ -271,9 +260,13 @@ def approximate_interactions(
             players, where all pairs are too many.
         n_image: Number of image players (ids ``0..n_image-1``), for ``pairs="crossmodal"``.
         batch_size: Coalitions per call of ``game``.
+        solver: Least-squares solver: ``"direct"`` (Gram + Cholesky), ``"iterative"``
+            (preconditioned CG, matrix-free, order <= 2) or ``"auto"`` (iterative from
+            :data:`fixlip_captum.solvers.systems.ITERATIVE_MIN_TERMS` terms on).
 
     Returns:
-        :class:`FIxLIPInteractionValues`; ``estimation_info`` records budget and seed.
+        :class:`FIxLIPInteractionValues`; ``estimation_info`` records budget, seed and the
+        solver used (with CG iterations, tolerance and condition estimate when iterative).
 
     Raises:
         NotIdentifiableError: budget below the number of fitted terms, or samples that do
@@ -285,6 +278,7 @@ def approximate_interactions(
     p = check_p(p)
     budget = check_positive_int(budget, "budget")
     batch_size = check_positive_int(batch_size, "batch_size")
+    solver = check_solver(solver, max_order)
     dev = resolve_device(device)
     terms = interaction_terms(n, max_order, pairs, n_image=n_image)
     if n <= MAX_EXACT_PLAYERS and budget >= 2**n:
@@ -319,14 +313,14 @@ def approximate_interactions(
         basis_p = 0.5
         draw = lambda a, b: shapley_kernel_coalitions(b - a, n, gen, dev)  # noqa: E731
     uniform = lambda c: torch.full((c.shape[0],), 1.0 / n_samples, dtype=torch.float64)  # noqa: E731
-    gram, rhs, evaluations = _accumulate(
-        game, _chunks(draw, uniform, n_samples, batch_size), index_t, basis_p, dev
-    )
+    system = JointSystem(terms, n, basis_p, dev, solver=solver)
+    _accumulate(game, _chunks(draw, uniform, n_samples, batch_size), system, dev)
+    evaluations = system.evaluations
     constraints = None
     if index == "FSII":
         constraints, _ = _shapley_constraints(game, n, index_t, dev)
         evaluations += 2
-    coef = solve_normal_equations(gram, rhs, constraints, hint=hint)
+    coef, solver_info = system.solve(constraints, hint=hint)
     return _finish(
         coef,
         terms,
@@ -339,31 +333,7 @@ def approximate_interactions(
         pairs=pairs,
         estimated=True,
         budget=evaluations,
-        extra_info={"seed": seed},
-    )
-
-
-def _split_terms(
-    terms: Sequence[tuple[int, ...]], n_image: int
-) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]], torch.Tensor, torch.Tensor]:
-    """Split joint terms into (image feature, text feature) pairs.
-
-    Returns the image features (image player ids), the text features (local text ids
-    ``0..n_T-1``) and, per term, the index of its image and its text feature.
-    """
-    image_feats: dict[tuple[int, ...], int] = {}
-    text_feats: dict[tuple[int, ...], int] = {}
-    fi, gi = [], []
-    for term in terms:
-        f = tuple(i for i in term if i < n_image)
-        g = tuple(i - n_image for i in term if i >= n_image)
-        fi.append(image_feats.setdefault(f, len(image_feats)))
-        gi.append(text_feats.setdefault(g, len(text_feats)))
-    return (
-        list(image_feats),
-        list(text_feats),
-        torch.tensor(fi, dtype=torch.long),
-        torch.tensor(gi, dtype=torch.long),
+        extra_info={"seed": seed, **solver_info},
     )
 
 
@@ -470,6 +440,7 @@ def approximate_crossmodal(
     device: torch.device | str | None = None,
     pairs: PairsSpec = "all",
     index: str = "FWBII",
+    solver: str = "auto",
 ) -> FIxLIPInteractionValues:
     """Cross-modal FWBII estimator: ``m_I`` image masks x ``m_T`` text masks, all pairs.
 
@@ -495,10 +466,15 @@ def approximate_crossmodal(
         pairs: ``"all"``, ``"crossmodal"`` (only image-text pairs: the image side then
             needs only ``1 + n_I`` masks) or a list of player ids.
         index: Must be ``"FWBII"``; FSII's kernel does not factorise across modalities.
+        solver: Least-squares solver: ``"direct"`` (factorised Gram + Cholesky),
+            ``"iterative"`` (preconditioned CG on the matrix-free normal equations, order
+            <= 2; memory of the masks only) or ``"auto"`` (iterative from
+            :data:`fixlip_captum.solvers.systems.ITERATIVE_MIN_TERMS` terms on).
 
     Returns:
         :class:`FIxLIPInteractionValues` with ``estimation_info`` holding ``m_image``,
-        ``m_text`` and the budget actually used.
+        ``m_text``, the budget actually used and the solver record (CG iterations,
+        tolerance, residual and condition estimate when iterative).
 
     Raises:
         NotIdentifiableError: too few image or text masks for the fitted terms.
@@ -514,9 +490,10 @@ def approximate_crossmodal(
     n = n_i + n_t
     max_order = check_max_order(max_order, n)
     p = check_p(p)
+    solver = check_solver(solver, max_order)
     dev = resolve_device(device)
     terms = interaction_terms(n, max_order, pairs, n_image=n_i)
-    image_feats, text_feats, fi, gi = _split_terms(terms, n_i)
+    image_feats, text_feats, _, _ = _split_terms(terms, n_i)
     f_i, f_t = len(image_feats), len(text_feats)
     min_i = min(2**n_i, f_i) if n_i < 62 else f_i
     min_t = min(2**n_t, f_t) if n_t < 62 else f_t
@@ -554,12 +531,9 @@ def approximate_crossmodal(
     values = as_values(
         game(z_image, z_text), (z_image.shape[0], z_text.shape[0]), dev, "cross-modal game"
     )
-    phi_image = centred_design(z_image, terms_index(image_feats, n_i).to(dev), p)
-    phi_text = centred_design(z_text, terms_index(text_feats, n_t).to(dev), p)
-    gram, rhs = crossmodal_normal_equations(
-        phi_image, w_image, phi_text, w_text, values, fi.to(dev), gi.to(dev)
+    coef, solver_info = solve_crossmodal(
+        z_image, w_image, z_text, w_text, values, terms, n_i, p, solver=solver, hint=hint
     )
-    coef = solve_normal_equations(gram, rhs, hint=hint)
     used = int(z_image.shape[0] * z_text.shape[0])
     return _finish(
         coef,
@@ -580,6 +554,7 @@ def approximate_crossmodal(
             "image_enumerated": image_enum,
             "text_enumerated": text_enum,
             "seed": seed,
+            **solver_info,
         },
         context=ExplanationContext(n_image=n_i, n_text=n_t),
     )
