@@ -44,8 +44,13 @@ class _Pairs:
     width: int  # number of columns of the matrix the pairs index (P, or C_T for cross)
 
     def to(self, device: torch.device) -> _Pairs:
-        moved = (t.to(device) for t in (self.players, self.rows, self.cols, self.position))
-        return _Pairs(*moved, width=self.width)
+        return _Pairs(
+            self.players.to(device),
+            self.rows.to(device),
+            self.cols.to(device),
+            self.position.to(device),
+            self.width,
+        )
 
     @property
     def flat(self) -> torch.Tensor:
@@ -209,12 +214,12 @@ class _Side:
                 acc[col] += (zp * block[:, col : col + 1]).T @ zp
         out.index_add_(0, self.pairs.position, acc.view(r, -1).index_select(1, self._flat).T)
 
-    def features(self, with_intercept: bool) -> torch.Tensor:
-        """The side's own centred design ``[m, F]`` (for small sides only)."""
+    def features(self, with_intercept: bool, with_pairs: bool) -> torch.Tensor:
+        """The side's own centred design ``[m, F]`` (with pairs: for small sides only)."""
         parts = [self.z]
         if with_intercept:
             parts.insert(0, self.z.new_ones((self.z.shape[0], 1)))
-        if self.pairs.position.numel():
+        if with_pairs and self.pairs.position.numel():
             parts.append(self.zp[:, self.pairs.rows] * self.zp[:, self.pairs.cols])
         return torch.cat(parts, dim=1)
 
@@ -351,20 +356,16 @@ class QuadraticNormalOperator:
         owner = txt if exact[0] else img
         for side, other, whole in ((txt, img, exact[0]), (img, txt, exact[1])):
             with_intercept = side is owner
-            if whole:
-                phi = side.features(with_intercept)
-                pos = side.positions(with_intercept, self.intercept)
-            else:
-                phi = side.features(with_intercept)[:, : side.z.shape[1] + with_intercept]
-                pos = side.positions(with_intercept, self.intercept)[: phi.shape[1]]
-                if side.pairs.position.numel():
-                    diag = side.pair_diagonal() * other.total
-                    if not bool((diag > 0).all()):
-                        raise NotIdentifiableError(
-                            f"Some interactions never vary in the samples. {hint}"
-                        )
-                    self._diag_pos.append(side.pairs.position)
-                    self._diag_inv.append(1.0 / diag)
+            phi = side.features(with_intercept, with_pairs=whole)
+            pos = side.positions(with_intercept, self.intercept)[: phi.shape[1]]
+            if not whole and side.pairs.position.numel():
+                diag = side.pair_diagonal() * other.total
+                if not bool((diag > 0).all()):
+                    raise NotIdentifiableError(
+                        f"Some interactions never vary in the samples. {hint}"
+                    )
+                self._diag_pos.append(side.pairs.position)
+                self._diag_inv.append(1.0 / diag)
             if phi.shape[1]:
                 gram = phi.T @ (side.w[:, None] * phi) * other.total
                 self._blocks.append((pos, _inverse(gram, hint)))

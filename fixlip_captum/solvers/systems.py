@@ -41,8 +41,11 @@ ITERATIVE_MIN_TERMS = 2500
 # CG stops at this relative residual of the normal equations.
 CG_RTOL = 1e-11
 CG_MAX_ITER = 5000
-# Relative error of the recovered random vector above which the system counts as singular.
-_RECOVERY_TOL = 1e-4
+# The random probe's CG column stops once it is recovered to this relative error; above
+# ten times this the system counts as singular (a null space of dimension k leaves an error
+# of about sqrt(k / T), 6e-3 for one null vector among the 23,437 terms of ViT-B/16).
+_PROBE_TOL = 1e-4
+_RECOVERY_TOL = 10 * _PROBE_TOL
 # Estimated condition number (of the preconditioned operator) above which we warn.
 WARN_CONDITION = 1e4
 
@@ -102,7 +105,7 @@ def _iterative_solve(
         rtol=rtol,
         max_iter=max_iter,
         probe=probe[:, 0],
-        probe_tol=_RECOVERY_TOL / 10,
+        probe_tol=_PROBE_TOL,
     )
     sol = result.solution
     # Every column's Ritz values lie in the operator's spectrum: pool them.
