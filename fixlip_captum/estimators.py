@@ -261,8 +261,8 @@ def approximate_interactions(
         n_image: Number of image players (ids ``0..n_image-1``), for ``pairs="crossmodal"``.
         batch_size: Coalitions per call of ``game``.
         solver: Least-squares solver: ``"direct"`` (Gram + Cholesky), ``"iterative"``
-            (preconditioned CG, matrix-free, order <= 2) or ``"auto"`` (iterative from
-            :data:`fixlip_captum.solvers.systems.ITERATIVE_MIN_TERMS` terms on).
+            (preconditioned CG, matrix-free, order <= 2) or ``"auto"`` (iterative for large
+            term sets; the rule is in :mod:`fixlip_captum.solvers.systems`).
 
     Returns:
         :class:`FIxLIPInteractionValues`; ``estimation_info`` records budget, seed and the
@@ -468,8 +468,8 @@ def approximate_crossmodal(
         index: Must be ``"FWBII"``; FSII's kernel does not factorise across modalities.
         solver: Least-squares solver: ``"direct"`` (factorised Gram + Cholesky),
             ``"iterative"`` (preconditioned CG on the matrix-free normal equations, order
-            <= 2; memory of the masks only) or ``"auto"`` (iterative from
-            :data:`fixlip_captum.solvers.systems.ITERATIVE_MIN_TERMS` terms on).
+            <= 2; memory of the masks only) or ``"auto"`` (iterative for large term sets;
+            the rule is in :mod:`fixlip_captum.solvers.systems`).
 
     Returns:
         :class:`FIxLIPInteractionValues` with ``estimation_info`` holding ``m_image``,

@@ -58,7 +58,7 @@ def joint_game(n: int, seed: int):
 def preconditioner(request, monkeypatch):
     """Both preconditioners: each modality's block factorised whole, or linear + diagonal."""
     if request.param == "diagonal pairs":
-        monkeypatch.setattr(quadratic, "_EXACT_FEATURES", 0)
+        monkeypatch.setattr(quadratic, "EXACT_FEATURES", 0)
     return request.param
 
 
@@ -123,7 +123,7 @@ def test_operator_is_the_dense_normal_equations(pairs):
 
 def test_lanczos_condition_estimate_matches_the_spectrum(monkeypatch):
     """Ritz values from the CG coefficients bracket-converge to M^-1 A's extreme eigenvalues."""
-    monkeypatch.setattr(quadratic, "_EXACT_FEATURES", 0)
+    monkeypatch.setattr(quadratic, "EXACT_FEATURES", 0)
     zi, wi, zt, wt, values, terms = _problem(80, 20, 0.5, 4)
     op = QuadraticNormalOperator(quadratic_layout(terms, N_I), zi, wi, zt, wt, 0.5)
     eye = torch.eye(len(terms), dtype=torch.float64)
@@ -176,7 +176,7 @@ def test_singular_design_with_enough_distinct_masks_refused(exact, monkeypatch):
     """Player 0 always kept: its column equals the intercept. Distinct masks abound, yet the
     system is singular; the iterative solver must refuse (no minimum-norm answer)."""
     if not exact:
-        monkeypatch.setattr(quadratic, "_EXACT_FEATURES", 0)
+        monkeypatch.setattr(quadratic, "EXACT_FEATURES", 0)
     zi, wi, zt, wt, values, terms = _problem(300, 24, 0.5, 2)
     zi[:, 0] = True
     values = crossmodal_game(2)(zi, zt)
@@ -189,7 +189,7 @@ def test_collinear_pair_features_refused_by_the_probe(monkeypatch):
     """Players 1 and 2 identical in every image mask: pair (1, 2) is constant and (0,1)
     equals (0,2). Only the null-space probe can see it when the pairs are preconditioned by
     their diagonal."""
-    monkeypatch.setattr(quadratic, "_EXACT_FEATURES", 0)
+    monkeypatch.setattr(quadratic, "EXACT_FEATURES", 0)
     zi, wi, zt, wt, values, terms = _problem(300, 24, 0.5, 6)
     zi[:, 2] = zi[:, 1]
     zi[:, 3] = ~zi[:, 1]
@@ -201,7 +201,7 @@ def test_collinear_pair_features_refused_by_the_probe(monkeypatch):
 
 
 def test_poor_conditioning_warns_with_the_number(monkeypatch):
-    monkeypatch.setattr(quadratic, "_EXACT_FEATURES", 0)
+    monkeypatch.setattr(quadratic, "EXACT_FEATURES", 0)
     # 48 image masks for 46 image features: identifiable, badly conditioned.
     zi, wi, zt, wt, values, terms = _problem(48, 24, 0.5, 7)
     direct, _ = solve_crossmodal(zi, wi, zt, wt, values, terms, N_I, 0.5, solver="direct")

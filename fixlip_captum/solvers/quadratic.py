@@ -25,12 +25,12 @@ import torch
 
 from .wls import NotIdentifiableError, scaled_cholesky
 
-__all__ = ["QuadraticLayout", "QuadraticNormalOperator", "quadratic_layout"]
+__all__ = ["EXACT_FEATURES", "QuadraticLayout", "QuadraticNormalOperator", "quadratic_layout"]
 
 # Rows per block in the quadratic forms (bounds the [r, rows, P] temporaries).
 _ROW_BLOCK = 8192
 # A modality's own block is factorised exactly when it has at most this many features.
-_EXACT_FEATURES = 3000
+EXACT_FEATURES = 3000
 
 
 @dataclass(frozen=True)
@@ -352,7 +352,7 @@ class QuadraticNormalOperator:
         self._diag_pos: list[torch.Tensor] = []
         self._diag_inv: list[torch.Tensor] = []
         # The intercept belongs to the first side whose block is factorised whole.
-        exact = [s.n_features <= _EXACT_FEATURES for s in (txt, img)]
+        exact = [s.n_features <= EXACT_FEATURES for s in (txt, img)]
         owner = txt if exact[0] else img
         for side, other, whole in ((txt, img, exact[0]), (img, txt, exact[1])):
             with_intercept = side is owner

@@ -10,8 +10,10 @@
   would leave its null-space part of ``s`` unrecovered: the error is then about
   ``sqrt(dim null / T)``, far above the tolerance); (3) the Lanczos estimate of the
   condition number from the CG coefficients warns when it is large.
-* ``"auto"``: iterative for order-<=2 term sets with at least ``ITERATIVE_MIN_TERMS`` terms,
-  direct otherwise (small systems factorise faster than CG converges).
+* ``"auto"``: iterative for order-<=2 term sets with at least ``ITERATIVE_LARGE_TERMS``
+  terms (the direct ``T x T`` system then takes gigabytes), or cross-modal ones with at least
+  ``ITERATIVE_MIN_TERMS`` terms whose modality blocks are all small enough to precondition
+  exactly (CG then converges in a few iterations); direct otherwise.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from typing import Any
 import torch
 
 from .cg import conjugate_gradient, ritz_extremes
-from .quadratic import QuadraticNormalOperator, quadratic_layout
+from .quadratic import EXACT_FEATURES, QuadraticNormalOperator, quadratic_layout
 from .terms import centred_design, split_terms, terms_index
 from .wls import NotIdentifiableError, crossmodal_normal_equations, solve_normal_equations
 
 __all__ = [
+    "ITERATIVE_LARGE_TERMS",
     "ITERATIVE_MIN_TERMS",
     "SOLVERS",
     "JointSystem",
@@ -38,6 +41,7 @@ __all__ = [
 
 SOLVERS = ("auto", "direct", "iterative")
 ITERATIVE_MIN_TERMS = 2500
+ITERATIVE_LARGE_TERMS = 10_000
 # CG stops at this relative residual of the normal equations.
 CG_RTOL = 1e-11
 CG_MAX_ITER = 5000
@@ -66,11 +70,14 @@ def check_solver(solver: str, max_order: int) -> str:
     return solver
 
 
-def _method(solver: str, n_terms: int, has_layout: bool) -> str:
+def _method(solver: str, n_terms: int, has_layout: bool, blocks_small: bool = False) -> str:
+    """The method ``solver`` stands for; ``blocks_small``: every modality's own block can
+    be preconditioned exactly (cross-modal designs only)."""
     if solver == "iterative" and not has_layout:
         raise ValueError("solver='iterative' needs an order-<=2 term set with every singleton.")
     if solver == "auto":
-        return "iterative" if has_layout and n_terms >= ITERATIVE_MIN_TERMS else "direct"
+        fast = n_terms >= ITERATIVE_LARGE_TERMS or (blocks_small and n_terms >= ITERATIVE_MIN_TERMS)
+        return "iterative" if has_layout and fast else "direct"
     return solver
 
 
@@ -190,8 +197,9 @@ def solve_crossmodal(
     """
     device = values.device
     layout = quadratic_layout(terms, n_image)
-    method = _method(solver, len(terms), layout is not None)
     image_feats, text_feats, fi, gi = split_terms(terms, n_image)
+    small = max(len(image_feats), len(text_feats)) <= EXACT_FEATURES
+    method = _method(solver, len(terms), layout is not None, small)
     if method == "direct":
         n_t = text_masks.shape[1]
         phi_image = centred_design(image_masks, terms_index(image_feats, n_image).to(device), p)
