@@ -11,13 +11,19 @@ Compares, at equal budget (number of coalition values), on the shipped default m
 
 Forward passes are counted as the number of masked images plus masked captions pushed
 through the encoders (rows, not batches), by wrapping the adapter's ``encode_image`` /
-``encode_text``. Budgets below the number of fitted terms are reported as not identifiable.
+``encode_text``. Every encoder batch of an explanation is recorded and, right after it, the
+very same batches are pushed through the bare encoders again (no estimator around them):
+``overhead = explanation seconds / bare forward seconds`` measures everything that is not a
+forward pass (masks, unique rows, similarity, the least squares) in one run, on the same
+load. Budgets below the number of fitted terms are reported as not identifiable.
 
 Usage::
 
     python benchmarks/runtime.py                    # 2^10 .. 2^17 on CPU
     python benchmarks/runtime.py --max-log2 14      # smaller sweep
     python benchmarks/runtime.py --quick            # 2^10 .. 2^12, for a smoke test
+    python benchmarks/runtime.py --model vitb16-random --pairs crossmodal --methods crossmodal
+        --min-log2 12 --max-log2 12                 # a random-init open_clip ViT-B/16
 
 Writes ``runtime.csv``, ``runtime.md`` and ``runtime.png`` into ``--out``.
 """
@@ -58,29 +64,59 @@ class RuntimeRow:
     text_forwards: int
     forwards: int
     status: str
+    forward_seconds: float = math.nan  # inside the explanation, in the encoders
+    bare_seconds: float = math.nan  # the same batches again, bare encoders
+    overhead: float = math.nan  # seconds / bare_seconds
+    solver: str = ""
 
 
 class ForwardCounter:
-    """Counts rows pushed through an adapter's encoders (monkeypatched on the instance)."""
+    """Counts rows pushed through an adapter's encoders and records every batch
+    (monkeypatched on the instance), so that the batches can be replayed bare."""
 
     def __init__(self, adapter: Any) -> None:
         self.images = 0
         self.texts = 0
-        enc_i, enc_t = adapter.encode_image, adapter.encode_text
+        self.seconds = 0.0
+        self.batches: list[tuple[str, Any, Any, Any]] = []
+        self._bare = adapter.encode_image, adapter.encode_text
+        enc_i, enc_t = self._bare
 
         def encode_image(pixel_values, coalitions=None, masking="mean"):
             self.images += 1 if coalitions is None else int(coalitions.shape[0])
-            return enc_i(pixel_values, coalitions, masking)
+            self.batches.append(("image", pixel_values, coalitions, masking))
+            start = time.perf_counter()
+            out = enc_i(pixel_values, coalitions, masking)
+            self.seconds += time.perf_counter() - start
+            return out
 
         def encode_text(text, coalitions=None):
             self.texts += 1 if coalitions is None else int(coalitions.shape[0])
-            return enc_t(text, coalitions)
+            self.batches.append(("text", text, coalitions, None))
+            start = time.perf_counter()
+            out = enc_t(text, coalitions)
+            self.seconds += time.perf_counter() - start
+            return out
 
         adapter.encode_image = encode_image
         adapter.encode_text = encode_text
 
     def reset(self) -> None:
         self.images = self.texts = 0
+        self.seconds = 0.0
+        self.batches = []
+
+    def replay_bare(self) -> float:
+        """Seconds to push the recorded batches through the bare encoders once more."""
+        enc_i, enc_t = self._bare
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for kind, inputs, coalitions, masking in self.batches:
+                if kind == "image":
+                    enc_i(inputs, coalitions, masking)
+                else:
+                    enc_t(inputs, coalitions)
+        return time.perf_counter() - start
 
 
 def load_model_and_scene(seed: int) -> tuple[Any, Any, str, str]:
@@ -98,21 +134,50 @@ def load_model_and_scene(seed: int) -> tuple[Any, Any, str, str]:
     return adapter, sample.image, sample.text, name
 
 
+def load_random_vitb16() -> tuple[Any, Any, str, str]:
+    """A random-init open_clip ViT-B/16 (224 px, 196 patches) and a seeded random image."""
+    import open_clip
+    from PIL import Image
+
+    from fixlip_captum.adapters import get_adapter
+
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-16", pretrained=None).eval()
+    tokenizer = open_clip.get_tokenizer("ViT-B-16")
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8))
+    return get_adapter(model, tokenizer), image, "a photo of a red cube", "ViT-B-16 (random init)"
+
+
 def run_one(
-    method: str, adapter: Any, image: Any, text: str, budget: int, seed: int, batch_size: int
-) -> tuple[float, str]:
+    method: str,
+    adapter: Any,
+    image: Any,
+    text: str,
+    budget: int,
+    seed: int,
+    batch_size: int,
+    pairs: str = "all",
+) -> tuple[float, str, str]:
     if method == "crossmodal":
         game = CrossModalGame(adapter, image, text, batch_size=batch_size)
         start = time.perf_counter()
-        approximate_crossmodal(game, game.n_image, game.n_text, budget, seed=seed)
+        iv = approximate_crossmodal(game, game.n_image, game.n_text, budget, seed=seed, pairs=pairs)
     else:
         game = JointGame(adapter, image, text, batch_size=batch_size)
         index = "FSII" if method == "fsii" else "FWBII"
         start = time.perf_counter()
-        approximate_interactions(
-            game, game.n_players, budget, index=index, seed=seed, batch_size=max(batch_size, 512)
+        iv = approximate_interactions(
+            game,
+            game.n_players,
+            budget,
+            index=index,
+            seed=seed,
+            batch_size=max(batch_size, 512),
+            pairs=pairs,
+            n_image=game.n_image,
         )
-    return time.perf_counter() - start, "ok"
+    return time.perf_counter() - start, "ok", str(iv.estimation_info.get("solver", ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2^10 .. 2^12 only")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--model", choices=("scenes-clip", "vitb16-random"), default="scenes-clip")
+    parser.add_argument("--pairs", default="all", help="lookup: all or crossmodal")
     args = parser.parse_args(argv)
     if args.quick:
         args.max_log2 = min(args.max_log2, 12)
@@ -143,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.min_log2 > args.max_log2:
         parser.error("--min-log2 must not exceed --max-log2")
 
-    adapter, image, text, model_name = load_model_and_scene(args.seed)
+    if args.model == "vitb16-random":
+        adapter, image, text, model_name = load_random_vitb16()
+    else:
+        adapter, image, text, model_name = load_model_and_scene(args.seed)
     counter = ForwardCounter(adapter)
     device = str(adapter.device)
     if adapter.device.type == "cuda":
@@ -159,12 +229,15 @@ def main(argv: list[str] | None = None) -> int:
             if method in too_slow:
                 rows.append(RuntimeRow(method, k, budget, math.nan, 0, 0, 0, "skipped (time)"))
                 continue
+            solver = ""
             try:
-                secs, status = run_one(
-                    method, adapter, image, text, budget, args.seed, args.batch_size
+                secs, status, solver = run_one(
+                    method, adapter, image, text, budget, args.seed, args.batch_size, args.pairs
                 )
             except NotIdentifiableError:
                 secs, status = math.nan, "not identifiable"
+            forward_secs = counter.seconds
+            bare = counter.replay_bare() if status == "ok" else math.nan
             row = RuntimeRow(
                 method,
                 k,
@@ -174,12 +247,17 @@ def main(argv: list[str] | None = None) -> int:
                 counter.texts,
                 counter.images + counter.texts,
                 status,
+                forward_secs,
+                bare,
+                secs / bare if status == "ok" else math.nan,
+                solver,
             )
             rows.append(row)
             print(
                 f"2^{k:<2d} {method:<10s} {status:<16s} {secs:8.2f} s  "
                 f"forwards {row.forwards:>8d} (images {row.image_forwards}, texts "
-                f"{row.text_forwards})",
+                f"{row.text_forwards})  bare forwards {bare:8.2f} s  overhead "
+                f"{row.overhead:.3f}  solver {solver}",
                 flush=True,
             )
             if status == "ok" and secs > args.time_limit / 2:
@@ -211,6 +289,8 @@ def write_outputs(
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
+    if args.model != "scenes-clip":
+        suffix += f"_{args.model}"
     with (out / f"runtime{suffix}.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(asdict(rows[0]).keys()))
         writer.writeheader()
@@ -225,15 +305,23 @@ def write_outputs(
         f"(torch threads {torch.get_num_threads()}, {platform.processor() or platform.machine()})",
         "- seconds per explanation (estimator end to end, masks, forwards and solve); "
         "forwards = masked images + masked captions encoded",
+        "- in encoders: seconds spent inside the encoders during the explanation; bare: the "
+        "same batches pushed through the bare encoders right after, in the same run; "
+        "overhead = seconds / bare",
         "",
-        "| budget | method | status | seconds | image forwards | text forwards | forwards |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| budget | method | status | solver | seconds | in encoders | bare forwards | "
+        "overhead | image forwards | text forwards | forwards |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def fmt(x: float, spec: str = ".2f") -> str:
+        return "" if math.isnan(x) else format(x, spec)
+
     for r in rows:
-        secs = "" if math.isnan(r.seconds) else f"{r.seconds:.2f}"
         lines.append(
-            f"| 2^{r.log2_budget} | {r.method} | {r.status} | {secs} | {r.image_forwards} | "
-            f"{r.text_forwards} | {r.forwards} |"
+            f"| 2^{r.log2_budget} | {r.method} | {r.status} | {r.solver} | {fmt(r.seconds)} | "
+            f"{fmt(r.forward_seconds)} | {fmt(r.bare_seconds)} | {fmt(r.overhead, '.3f')} | "
+            f"{r.image_forwards} | {r.text_forwards} | {r.forwards} |"
         )
     ratios = _ratio_table(rows)
     if ratios:

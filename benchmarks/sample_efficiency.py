@@ -39,7 +39,6 @@ from fixlip_captum.samplers import (
     weighted_banzhaf_weights,
 )
 from fixlip_captum.scenes import generate_sample
-from fixlip_captum.settings import split_features
 from fixlip_captum.solvers import (
     NotIdentifiableError,
     centred_design,
@@ -47,6 +46,7 @@ from fixlip_captum.solvers import (
     crossmodal_normal_equations,
     interaction_terms,
     solve_normal_equations,
+    split_terms,
     terms_index,
 )
 
@@ -75,7 +75,7 @@ def previous_split(budget: int, n_i: int, n_t: int, f_i: int, f_t: int) -> tuple
 def previous_estimator(game, n_i: int, n_t: int, budget: int, p: float, seed: int):
     """0.1 cross-modal estimator: i.i.d. masks (or a whole modality enumerated)."""
     terms = interaction_terms(n_i + n_t, 2, "all", n_image=n_i)
-    image_feats, text_feats, fi, gi = split_features(terms, n_i)
+    image_feats, text_feats, fi, gi = split_terms(terms, n_i)
     m_i, m_t = previous_split(budget, n_i, n_t, len(image_feats), len(text_feats))
     gen = make_generator(seed)
 

@@ -47,15 +47,19 @@ from .settings import (
     minimum_budget,
     plan_crossmodal,
     plan_joint,
-    split_features,
 )
 from .solvers import (
+    JointSystem,
     centred_design,
     centred_to_product,
-    crossmodal_normal_equations,
+    check_solver,
+    crossmodal_method,
+    joint_method,
+    solve_crossmodal,
     solve_normal_equations,
     terms_index,
 )
+from .solvers.quadratic import EXACT_FEATURES
 from .solvers.terms import PairsSpec
 
 __all__ = [
@@ -128,7 +132,8 @@ def _draw(
     device: torch.device,
     tol: float,
     constraint: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+    check: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, Any]]:
     """Stratified coalitions whose weighted Gram identifies ``terms``, tried in turn:
 
     1. complementary pairs (their even terms see only ``m / 2`` distinct rows, so this needs
@@ -136,8 +141,17 @@ def _draw(
     2. independent strata;
     3. with :func:`_anchors` included (identifiable for every seed once ``m >= len(terms)``).
 
-    Returns coalitions, weights, Gram and sampler info (``"draw"`` names the one used).
+    ``check=False`` (a design too large for its Gram, solved iteratively): independent strata,
+    with no Gram formed; the iterative solver then certifies identifiability itself (distinct
+    masks and a probe, :mod:`fixlip_captum.solvers.systems`) and raises if the draw is short.
+
+    Returns coalitions, weights, Gram (``None`` unchecked) and sampler info (``"draw"``
+    names the one used).
     """
+    if not check:
+        coalitions, weights, info = stratified_coalitions(m, n, size_mass, gen, device=device)
+        info["draw"] = "independent"
+        return coalitions, weights, None, info
     extra = 0.0 if constraint is None else constraint.T @ constraint
     border = {(), tuple(range(n))} if constraint is not None else set()
     attempts: list[tuple[str, dict[str, Any]]] = [
@@ -218,6 +232,7 @@ def estimate_joint(
     *,
     device: torch.device,
     batch_size: int | None = None,
+    solver: str = "auto",
 ) -> FIxLIPInteractionValues:
     """Model-agnostic estimate (or exact enumeration) following a joint :class:`SamplingPlan`.
 
@@ -226,6 +241,7 @@ def estimate_joint(
         plan: From :func:`fixlip_captum.settings.plan_joint` (trusted).
         device: Where coalitions are built and the least squares run.
         batch_size: Coalitions per call of ``game`` (``None``: all in one call).
+        solver: ``"auto"``, ``"direct"`` or ``"iterative"`` (checked by the caller).
 
     Returns:
         :class:`FIxLIPInteractionValues`.
@@ -239,13 +255,16 @@ def estimate_joint(
     border[1] = True
     if shapley:
         constraint = centred_design(border, index_t, p)
+    direct = joint_method(solver, plan.terms, n) == "direct"
+    gram: torch.Tensor | None = None
     if plan.exhaustive:
         coalitions = all_coalitions(n, device=device)
         if shapley:
             weights = shapley_kernel_weights(coalitions)
         else:
             weights = weighted_banzhaf_weights(coalitions, p)
-        gram = _gram(coalitions, weights, index_t, p)
+        if direct:
+            gram = _gram(coalitions, weights, index_t, p)
         sampler: dict[str, Any] = {}
         estimator = "exact"
     else:
@@ -253,25 +272,44 @@ def estimate_joint(
         gen = make_generator(settings.seed)
         m = plan.budget - (2 if shapley else 0)
         coalitions, weights, gram, sampler = _draw(
-            m, n, masses, plan.terms, index_t, p, gen, device, _JOINT_PIVOT_TOL, constraint
+            m,
+            n,
+            masses,
+            plan.terms,
+            index_t,
+            p,
+            gen,
+            device,
+            _JOINT_PIVOT_TOL,
+            constraint,
+            # The rank check forms the T x T Gram: always for the direct solver (it forms it
+            # anyway), for the iterative one only where it is small.
+            check=direct or len(plan.terms) <= EXACT_FEATURES,
         )
         estimator = "model-agnostic"
     values = _values(game, coalitions, batch_size, device)
-    rhs = _rhs(coalitions, weights, values, index_t, p)
     used = coalitions.shape[0]
     constraints = None
     if shapley:
         assert constraint is not None
         constraints = (constraint, _values(game, border, None, device))
         used += 2
-    coef = solve_normal_equations(gram, rhs, constraints, hint=plan.hint)
+    if direct:
+        assert gram is not None
+        rhs = _rhs(coalitions, weights, values, index_t, p)
+        coef = solve_normal_equations(gram, rhs, constraints, hint=plan.hint)
+        solver_info: dict[str, Any] = {"solver": "direct"}
+    else:
+        system = JointSystem(plan.terms, n, p, device, solver="iterative")
+        system.add(coalitions, weights, values)
+        coef, solver_info = system.solve(constraints, hint=plan.hint)
     return _finish(
         coef,
         plan,
         estimator=estimator,
         estimated=not plan.exhaustive,
         used=used,
-        extra_info=sampler,
+        extra_info={**sampler, **solver_info},
     )
 
 
@@ -314,7 +352,9 @@ def exact_interactions(
             "or approximate_crossmodal instead."
         )
     plan = dataclasses.replace(plan, budget=2**plan.n_players)
-    return estimate_joint(game, plan, device=resolve_device(device), batch_size=batch_size)
+    return estimate_joint(
+        game, plan, device=resolve_device(device), batch_size=batch_size, solver="direct"
+    )
 
 
 def approximate_interactions(
@@ -330,6 +370,7 @@ def approximate_interactions(
     pairs: PairsSpec = "all",
     n_image: int | None = None,
     batch_size: int | None = None,
+    solver: str = "auto",
 ) -> FIxLIPInteractionValues:
     """Model-agnostic estimator: distinct coalitions, fitted by weighted least squares.
 
@@ -357,9 +398,14 @@ def approximate_interactions(
         n_image: Number of image players (ids ``0..n_image-1``), for ``pairs="crossmodal"``.
         batch_size: Coalitions per call of ``game`` (``None``: all in one call, so a
             :class:`~fixlip_captum.games.JointGame` encodes each distinct part once).
+        solver: Least-squares solver: ``"direct"`` (Gram + Cholesky), ``"iterative"``
+            (preconditioned CG, matrix-free, order <= 2) or ``"auto"`` (iterative for large
+            term sets; the rule is in :mod:`fixlip_captum.solvers.systems`).
 
     Returns:
-        :class:`FIxLIPInteractionValues`; ``estimation_info`` records the plan, budget and seed.
+        :class:`FIxLIPInteractionValues`; ``estimation_info`` records the plan, budget, seed
+        and the solver used (with CG iterations, tolerance and condition estimate when
+        iterative).
 
     Raises:
         NotIdentifiableError: budget below the number of fitted terms.
@@ -369,8 +415,11 @@ def approximate_interactions(
     )
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
+    solver = check_solver(solver, settings.max_order)
     plan = plan_joint(settings, n_players, n_image=n_image)
-    return estimate_joint(game, plan, device=resolve_device(device), batch_size=batch_size)
+    return estimate_joint(
+        game, plan, device=resolve_device(device), batch_size=batch_size, solver=solver
+    )
 
 
 def _modality(
@@ -380,8 +429,10 @@ def _modality(
     features: Sequence[Term],
     gen: torch.Generator,
     device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Masks, weights, centred design ``[m, F]`` and sampler info of one modality."""
+    check: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Masks ``[m, n]``, weights ``[m]`` and sampler info of one modality (``check``: the
+    draw's Gram is checked for full rank, see :func:`_draw`)."""
     index = terms_index(features, n).to(device)
     masses = banzhaf_size_masses(n, p)
     if n < 62 and m >= 2**n:
@@ -390,14 +441,14 @@ def _modality(
         info: dict[str, Any] = {"enumerated": True}
     else:
         masks, weights, _, info = _draw(
-            m, n, masses, features, index, p, gen, device, _MODALITY_PIVOT_TOL
+            m, n, masses, features, index, p, gen, device, _MODALITY_PIVOT_TOL, check=check
         )
         info["enumerated"] = False
-    return masks, weights, centred_design(masks, index, p), info
+    return masks, weights, info
 
 
 def estimate_crossmodal(
-    game: CrossModalGame, plan: SamplingPlan, *, device: torch.device
+    game: CrossModalGame, plan: SamplingPlan, *, device: torch.device, solver: str = "auto"
 ) -> FIxLIPInteractionValues:
     """Cross-modal estimate following a cross-modal :class:`SamplingPlan` (trusted).
 
@@ -406,6 +457,7 @@ def estimate_crossmodal(
             -> values [m_I, m_T] float``.
         plan: From :func:`fixlip_captum.settings.plan_crossmodal`.
         device: Where masks are built and the least squares run.
+        solver: ``"auto"``, ``"direct"`` or ``"iterative"`` (checked by the caller).
 
     Returns:
         :class:`FIxLIPInteractionValues`.
@@ -413,20 +465,25 @@ def estimate_crossmodal(
     p = plan.settings.basis_p
     n_i, n_t = plan.n_image or 0, plan.n_text
     gen = make_generator(plan.settings.seed)
-    z_image, w_image, phi_image, info_i = _modality(
-        plan.m_image, n_i, p, plan.image_features, gen, device
+    method = crossmodal_method(solver, plan.terms, n_i)
+
+    def checked(features: Sequence[Term]) -> bool:
+        # The rank check forms the modality's Gram: always for the direct solver (it forms
+        # it anyway), for the iterative one only where it is small.
+        return method == "direct" or len(features) <= EXACT_FEATURES
+
+    z_image, w_image, info_i = _modality(
+        plan.m_image, n_i, p, plan.image_features, gen, device, checked(plan.image_features)
     )
-    z_text, w_text, phi_text, info_t = _modality(
-        plan.m_text, n_t, p, plan.text_features, gen, device
+    z_text, w_text, info_t = _modality(
+        plan.m_text, n_t, p, plan.text_features, gen, device, checked(plan.text_features)
     )
     values = as_values(
         game(z_image, z_text), (z_image.shape[0], z_text.shape[0]), device, "cross-modal game"
     )
-    _, _, fi, gi = split_features(plan.terms, n_i)
-    gram, rhs = crossmodal_normal_equations(
-        phi_image, w_image, phi_text, w_text, values, fi.to(device), gi.to(device)
+    coef, solver_info = solve_crossmodal(
+        z_image, w_image, z_text, w_text, values, plan.terms, n_i, p, solver=method, hint=plan.hint
     )
-    coef = solve_normal_equations(gram, rhs, hint=plan.hint)
     return _finish(
         coef,
         plan,
@@ -440,6 +497,7 @@ def estimate_crossmodal(
             "text_enumerated": info_t["enumerated"],
             "image_sampler": info_i,
             "text_sampler": info_t,
+            **solver_info,
         },
         context=ExplanationContext(n_image=n_i, n_text=n_t),
     )
@@ -459,6 +517,7 @@ def approximate_crossmodal(
     device: torch.device | str | None = None,
     pairs: PairsSpec = "all",
     index: str = "FWBII",
+    solver: str = "auto",
 ) -> FIxLIPInteractionValues:
     """Cross-modal FWBII estimator: ``m_I`` image masks x ``m_T`` text masks, all pairs.
 
@@ -486,6 +545,8 @@ def approximate_crossmodal(
         pairs: ``"all"``, ``"crossmodal"`` (only image-text pairs: the image side then
             needs only ``1 + n_I`` masks) or a list of player ids.
         index: Must be ``"FWBII"``; FSII's kernel does not factorise across modalities.
+        solver: Least-squares solver: ``"direct"``, ``"iterative"`` (matrix-free CG, order
+            <= 2) or ``"auto"`` (see :mod:`fixlip_captum.solvers.systems`).
 
     Returns:
         :class:`FIxLIPInteractionValues` with ``estimation_info`` holding the plan
@@ -497,5 +558,6 @@ def approximate_crossmodal(
     settings = Settings.create(
         index=index, p=p, max_order=max_order, pairs=pairs, seed=seed, budget=budget
     )
+    solver = check_solver(solver, settings.max_order)
     plan = plan_crossmodal(settings, n_image, n_text, m_image=m_image, m_text=m_text)
-    return estimate_crossmodal(game, plan, device=resolve_device(device))
+    return estimate_crossmodal(game, plan, device=resolve_device(device), solver=solver)

@@ -21,11 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from ._validation import check_index, check_max_order, check_n_players, check_p
 from .solvers import NotIdentifiableError, interaction_terms
-from .solvers.terms import PairsSpec
+from .solvers.terms import PairsSpec, split_terms
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -234,23 +232,6 @@ def _cap(count: int, n: int) -> int:
     return count if full is None else min(full, count)
 
 
-def split_features(
-    terms: Sequence[Term], n_image: int
-) -> tuple[list[Term], list[Term], torch.Tensor, torch.Tensor]:
-    """Split joint terms into (image part, text part).
-
-    Returns the distinct image parts (image player ids), the distinct text parts (local ids
-    ``0..n_T-1``) and, per term, the index ``[T]`` long of its image and of its text part.
-    """
-    image: dict[Term, int] = {}
-    text: dict[Term, int] = {}
-    fi, gi = [], []
-    for term in terms:
-        fi.append(image.setdefault(tuple(i for i in term if i < n_image), len(image)))
-        gi.append(text.setdefault(tuple(i - n_image for i in term if i >= n_image), len(text)))
-    return list(image), list(text), torch.tensor(fi), torch.tensor(gi)
-
-
 @dataclass(frozen=True)
 class SamplingPlan:
     """Everything an estimator needs, computed once from :class:`Settings` and the game size.
@@ -379,7 +360,7 @@ def crossmodal_split(
 def _crossmodal_minimum(
     terms: Sequence[Term], n_image: int, n_text: int
 ) -> tuple[list[Term], list[Term], int, int]:
-    image_feats, text_feats, _, _ = split_features(terms, n_image)
+    image_feats, text_feats, _, _ = split_terms(terms, n_image)
     return (
         image_feats,
         text_feats,

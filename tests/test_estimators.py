@@ -20,7 +20,7 @@ from fixlip_captum import (
 )
 from fixlip_captum.estimators import _modality, crossmodal_split
 from fixlip_captum.samplers import make_generator
-from fixlip_captum.settings import split_features
+from fixlip_captum.solvers import split_terms
 
 # ---------------------------------------------------------------- reference implementations
 
@@ -243,9 +243,9 @@ def test_crossmodal_equals_dense_weighted_least_squares(pairs, p):
     v = game(torch.tensor(joint)).numpy()
     # The same draws again, with their weights (image first, then text, one generator).
     gen = make_generator(1)
-    image_feats, text_feats, _, _ = split_features(list(iv.interaction_lookup), n_i)
-    mi, wi, _, _ = _modality(300, n_i, p, image_feats, gen, torch.device("cpu"))
-    mt, wt, _, _ = _modality(60, n_t, p, text_feats, gen, torch.device("cpu"))
+    image_feats, text_feats, _, _ = split_terms(list(iv.interaction_lookup), n_i)
+    mi, wi, _ = _modality(300, n_i, p, image_feats, gen, torch.device("cpu"))
+    mt, wt, _ = _modality(60, n_t, p, text_feats, gen, torch.device("cpu"))
     np.testing.assert_array_equal(mi.numpy(), zi)
     np.testing.assert_array_equal(mt.numpy(), zt)
     w = np.outer(wi.numpy(), wt.numpy()).reshape(-1)

@@ -22,6 +22,7 @@ __all__ = [
     "centred_to_product",
     "describe_pairs",
     "interaction_terms",
+    "split_terms",
     "terms_index",
 ]
 
@@ -150,3 +151,27 @@ def centred_to_product(
     out = torch.zeros_like(coef)
     out.index_add_(0, torch.tensor(dst, device=device), contrib)
     return out
+
+
+def split_terms(
+    terms: Sequence[tuple[int, ...]], n_image: int
+) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]], torch.Tensor, torch.Tensor]:
+    """Split joint terms into (image feature, text feature) pairs.
+
+    Returns the image features (image player ids), the text features (local text ids
+    ``0..n_T-1``) and, per term, the index of its image and its text feature.
+    """
+    image_feats: dict[tuple[int, ...], int] = {}
+    text_feats: dict[tuple[int, ...], int] = {}
+    fi, gi = [], []
+    for term in terms:
+        f = tuple(i for i in term if i < n_image)
+        g = tuple(i - n_image for i in term if i >= n_image)
+        fi.append(image_feats.setdefault(f, len(image_feats)))
+        gi.append(text_feats.setdefault(g, len(text_feats)))
+    return (
+        list(image_feats),
+        list(text_feats),
+        torch.tensor(fi, dtype=torch.long),
+        torch.tensor(gi, dtype=torch.long),
+    )

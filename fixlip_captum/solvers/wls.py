@@ -20,6 +20,7 @@ import torch
 __all__ = [
     "NotIdentifiableError",
     "crossmodal_normal_equations",
+    "scaled_cholesky",
     "solve_normal_equations",
 ]
 
@@ -32,7 +33,7 @@ class NotIdentifiableError(ValueError):
     """The sampled coalitions cannot determine every requested interaction."""
 
 
-def _scaled_cholesky(gram: torch.Tensor, hint: str) -> tuple[torch.Tensor, torch.Tensor]:
+def scaled_cholesky(gram: torch.Tensor, hint: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Cholesky factor of the unit-diagonal Gram ``D^-1/2 G D^-1/2`` and ``D^-1/2``.
 
     Raises if a pivot is (numerically) zero: the terms are then not identifiable.
@@ -74,10 +75,10 @@ def solve_normal_equations(
             minimum-norm fallback: a silent arbitrary answer would be wrong.
     """
     if constraints is None:
-        chol, scale = _scaled_cholesky(gram, hint)
+        chol, scale = scaled_cholesky(gram, hint)
         return scale * torch.cholesky_solve((scale * rhs)[:, None], chol)[:, 0]
     a, d = constraints
-    _scaled_cholesky(gram + a.T @ a, hint)
+    scaled_cholesky(gram + a.T @ a, hint)
     t, r = gram.shape[0], a.shape[0]
     kkt = torch.zeros((t + r, t + r), dtype=gram.dtype, device=gram.device)
     kkt[:t, :t] = gram
