@@ -572,6 +572,28 @@ def tiny_open_clip_coca():
     return model.eval()
 
 
+@functools.cache
+def tiny_hf_metaclip2():
+    """transformers ``MetaClip2Model`` with :func:`tiny_hf_clip`'s layout (CLIP architecture)."""
+    from transformers import MetaClip2Config, MetaClip2Model
+
+    config = MetaClip2Config(
+        text_config=dict(
+            vocab_size=len(hf_clip_processor().tokenizer),
+            max_position_embeddings=12,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            **_HF_LAYERS,
+        ),
+        vision_config=dict(image_size=32, patch_size=8, **_HF_LAYERS),
+        projection_dim=16,
+        logit_scale_init_value=2.0,
+    )
+    torch.manual_seed(27)
+    return MetaClip2Model(config).eval()
+
+
 # the families this section adds: (model builder, tokenizer builder)
 TOWER_FAMILIES = {
     "open_clip_eva": (tiny_open_clip_eva, open_clip_bpe_tokenizer),

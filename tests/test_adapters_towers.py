@@ -177,3 +177,76 @@ def test_hf_text_tower_players_skip_special_tokens() -> None:
     assert text.labels == ["a", "red", "cat"]
     mt5 = _adapter("open_clip_mt5").tokenize("a red cat")
     assert mt5.player_positions.tolist() == [0, 1, 2]
+
+
+# the sample of benchmarks/model_coverage.py that CI runs: its check on the tiny families
+@pytest.mark.parametrize("family", ["open_clip_eva", "open_clip_resnet"])
+def test_coverage_check_verifies_the_tiny_families(family: str) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.model_coverage import check_adapter, model_logit, random_image
+
+    adapter = _adapter(family, image_grid=(2, 2))
+    caption = "a red cat"
+    with torch.no_grad():
+        logit = model_logit(
+            adapter.model, random_image(adapter, 0), adapter.tokenize(caption).input_ids
+        )
+    row = check_adapter(adapter, caption, logit)
+    assert row["verified"], row
+    assert row["n_image"] == 4 and row["n_text"] == 3
+    assert row["rel_err"] <= 1e-5 and row["id_err"] <= 1e-6
+
+
+def test_metaclip2_is_served_as_clip() -> None:
+    from _models import hf_clip_processor, tiny_hf_metaclip2
+
+    from fixlip_captum.adapters import get_adapter
+
+    model, processor = tiny_hf_metaclip2(), hf_clip_processor()
+    adapter = get_adapter(model, processor)
+    x = random_pixels(7)
+    text = adapter.tokenize("a red cat on the grass")
+    with torch.no_grad():
+        v = adapter.similarity(adapter.encode_image(x), adapter.encode_text(text))
+        out = model(
+            pixel_values=x,
+            input_ids=text.input_ids[None],
+            attention_mask=text.attention_mask[None],
+        )
+        torch.testing.assert_close(v, out.logits_per_image.float(), rtol=1e-5, atol=1e-6)
+        every = torch.ones(1, adapter.n_image_players, dtype=torch.bool)
+        torch.testing.assert_close(
+            adapter.encode_image(x, every, "drop"), adapter.encode_image(x), rtol=0, atol=1e-6
+        )
+
+
+@pytest.mark.parametrize("name", ["AltCLIP", "ChineseCLIP"])
+def test_other_transformers_dual_encoders_are_refused_with_the_supported_list(name: str) -> None:
+    import transformers
+
+    from fixlip_captum.adapters import UnsupportedModelError, get_adapter
+
+    layers = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2)
+    config = getattr(transformers, f"{name}Config")(
+        text_config=layers, vision_config={**layers, "image_size": 32, "patch_size": 8}
+    )
+    model = getattr(transformers, f"{name}Model")(config)
+    with pytest.raises(UnsupportedModelError, match=rf"{name}Model.*Supported models") as err:
+        get_adapter(model)
+    assert "MetaClip2Model" in str(err.value) and "DualEncoder" in str(err.value)
+
+
+def test_protocol_adapter_checks_the_encoder() -> None:
+    from fixlip_captum.adapters.protocol import ProtocolAdapter
+
+    class NoText:
+        image_size, image_grid = (8, 8), (2, 2)
+
+        def preprocess(self, image):
+            return image
+
+    with pytest.raises(TypeError, match=r"lacks \['tokenize', 'encode_image'"):
+        ProtocolAdapter(NoText())

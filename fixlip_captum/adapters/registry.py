@@ -75,6 +75,12 @@ FAMILIES: list[Family] = [
         "transformers.CLIPModel",
     ),
     Family(
+        "hf_metaclip2",
+        ("transformers:MetaClip2Model",),
+        "fixlip_captum.adapters.hf_metaclip2:HFMetaClip2Adapter",
+        "transformers.MetaClip2Model (MetaCLIP 2: CLIP's architecture)",
+    ),
+    Family(
         "hf_siglip",
         ("transformers:SiglipModel",),
         "fixlip_captum.adapters.hf_siglip:HFSiglipAdapter",
