@@ -250,3 +250,21 @@ def test_protocol_adapter_checks_the_encoder() -> None:
 
     with pytest.raises(TypeError, match=r"lacks \['tokenize', 'encode_image'"):
         ProtocolAdapter(NoText())
+
+
+def test_gradient_baselines_work_or_say_what_they_need() -> None:
+    from fixlip_captum.adapters import UnsupportedModelError
+    from fixlip_captum.methods.exclip import ExCLIP
+    from fixlip_captum.methods.grad_eclip import GradECLIP
+
+    eva, bpe = TOWER_FAMILIES["open_clip_eva"]
+    image_scores = ExCLIP(eva(), bpe()).attribute(random_pixels(0), "a red cat")
+    assert torch.isfinite(torch.as_tensor(image_scores)).all()  # hidden states suffice
+    with pytest.raises(NotImplementedError, match="rotary position embeddings"):
+        GradECLIP(eva(), bpe()).attribute(random_pixels(0), "a red cat")
+    resnet, _ = TOWER_FAMILIES["open_clip_resnet"]
+    with pytest.raises(UnsupportedModelError, match="no class token and no attention maps"):
+        GradECLIP(resnet(), bpe()).attribute(random_pixels(0, size=64), "a red cat")
+    xlmr, words = TOWER_FAMILIES["open_clip_xlm_roberta"]
+    with pytest.raises(UnsupportedModelError, match="Hugging Face text towers"):
+        ExCLIP(xlmr(), words()).attribute(random_pixels(0), "a red cat")

@@ -28,7 +28,7 @@ class HFMetaClip2Adapter(HFCLIPAdapter):
     """
 
     model: Any
-    _model_types = (MetaClip2Model,)
+    _model_types: tuple[type, ...] = (MetaClip2Model,)  # type: ignore[assignment]
 
     def __init__(self, model: Any, tokenizer_or_processor: Any = None) -> None:
         super().__init__(model, tokenizer_or_processor)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from fixlip_captum.adapters.base import Tower
 from fixlip_captum.adapters.masking import map_head_over_nothing
 
 __all__ = ["TimmEvaTower", "is_timm_eva"]
@@ -117,3 +118,19 @@ class TimmEvaTower:
             x = patches.sum(dim=1) / max(patches.shape[1], 1)
         x = t.head(t.head_drop(t.fc_norm(x)))
         return self.visual.head(x)
+
+    def tower(self) -> Tower:
+        """The blocks for the hidden-state baselines (exCLIP); no recomputable attention:
+        an Eva block rotates queries and keys inside its own attention module."""
+        return Tower(
+            blocks=tuple(self.trunk.blocks),
+            attention=(),
+            batch_first=True,
+            n_prefix=self.n_prefix,
+            pool_position=0 if self.pool == "token" else None,
+            why=(
+                f"the image tower is a timm Eva trunk (rotary position embeddings inside "
+                f"its attention, {self.pool!r} pooling): its attention maps are not "
+                "recomputed from the block's weights, which Grad-ECLIP and GAME need."
+            ),
+        )
