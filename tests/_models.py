@@ -617,6 +617,8 @@ MODEL_FAMILIES = {
     "hf_clip": (tiny_hf_clip, hf_clip_processor),
     "hf_siglip": (tiny_hf_siglip, hf_siglip_processor),
     "hf_siglip2": (tiny_hf_siglip2, hf_siglip2_processor),
+    "hf_metaclip2": (tiny_hf_metaclip2, hf_clip_processor),
+    **TOWER_FAMILIES,
 }
 # the two open_clip families under the short names the open_clip-only tests use
 OPEN_CLIP_FAMILIES = {
