@@ -316,7 +316,7 @@ def write_table(rows: list[dict[str, Any]], command: str) -> None:
         "",
         f"    {command}",
         "",
-        "Every open_clip config built at random init, offline. *verified*: v_full (the",
+        "The open_clip configs run so far, built at random init, offline. *verified*: v_full (the",
         "unmasked value) equals the model's own logit to 1e-5 relative, a masked token's id",
         "has no effect, encoding coalitions together equals one by one (every masking), and a",
         "small FIxLIP explanation (2 x 2 `image_grid`, exact) ran. *players*: the default image",
