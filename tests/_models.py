@@ -363,6 +363,250 @@ def tiny_open_clip_clip_2x2():
 
 
 # ---------------------------------------------------------------------------------------
+# open_clip towers beyond the ViT: Eva (rotary), convolutional, HF text towers, CoCa
+# ---------------------------------------------------------------------------------------
+
+TINY_TIMM_EVA = "fixlip_test_eva_tiny"
+TINY_TIMM_PE = "fixlip_test_pe_tiny"
+
+
+def _register_tiny_evas() -> None:
+    """Register two 2-block timm ``Eva`` trunks with rotary position embeddings (32 px,
+    8 px patches -> 4 x 4 grid, class token): EVA02-style ``"token"`` pooling under
+    :data:`TINY_TIMM_EVA` and PE-Core-style attention pooling under :data:`TINY_TIMM_PE`."""
+    import timm
+    from timm.models import register_model
+    from timm.models.eva import Eva
+
+    if TINY_TIMM_EVA in timm.list_models(TINY_TIMM_EVA):
+        return
+    common = dict(
+        img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, use_rot_pos_emb=True
+    )
+
+    def build(name: str, **own):
+        def builder(pretrained: bool = False, **kwargs) -> Eva:
+            for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+                kwargs.pop(key, None)
+            return Eva(**{**common, **own, **kwargs})
+
+        builder.__name__ = name
+        register_model(builder)
+
+    build(TINY_TIMM_EVA, global_pool="token", ref_feat_shape=(4, 4), swiglu_mlp=True)
+    build(TINY_TIMM_PE, global_pool="map", attn_pool_num_heads=2, use_abs_pos_emb=False)
+
+
+def _tiny_custom_text_clip(seed: int, vision_cfg: dict):
+    """``CustomTextCLIP`` with the given image tower and a causal BPE text tower (context 16)."""
+    import open_clip
+
+    torch.manual_seed(seed)
+    model = open_clip.CustomTextCLIP(
+        embed_dim=16,
+        vision_cfg=vision_cfg,
+        text_cfg=dict(context_length=16, vocab_size=49408, width=32, heads=2, layers=2),
+        init_logit_scale=1.5,
+    )
+    return model.eval()
+
+
+@functools.cache
+def tiny_open_clip_eva():
+    """EVA02-CLIP layout: timm ``Eva`` trunk, rotary positions, class-token pooling."""
+    _register_tiny_evas()
+    return _tiny_custom_text_clip(
+        20, dict(image_size=32, timm_model_name=TINY_TIMM_EVA, timm_pool="token", timm_proj=None)
+    )
+
+
+@functools.cache
+def tiny_open_clip_pe():
+    """PE-Core layout: timm ``Eva`` trunk, rotary positions only, attention-pool head."""
+    _register_tiny_evas()
+    return _tiny_custom_text_clip(
+        21, dict(image_size=32, timm_model_name=TINY_TIMM_PE, timm_pool="map", timm_proj=None)
+    )
+
+
+@functools.cache
+def tiny_open_clip_resnet():
+    """OpenAI RN50 layout (``ModifiedResNet``, attention-pool head) at 64 px: 2 x 2 default
+    output-stride grid."""
+    import open_clip
+
+    torch.manual_seed(22)
+    model = open_clip.CLIP(
+        embed_dim=16,
+        vision_cfg=dict(image_size=64, layers=[1, 1, 1, 1], width=8, head_width=8),
+        text_cfg=dict(context_length=16, vocab_size=49408, width=32, heads=2, layers=2),
+    )
+    return model.eval()
+
+
+@functools.cache
+def tiny_open_clip_convnext():
+    """LAION ConvNeXt layout: timm ``convnext_atto`` trunk at 64 px, linear projection."""
+    return _tiny_custom_text_clip(
+        23,
+        dict(image_size=64, timm_model_name="convnext_atto", timm_pool="", timm_proj="linear"),
+    )
+
+
+class HFWordTokenizer:
+    """open_clip's call interface around a transformers tokenizer (as ``HFTokenizer`` wraps
+    the hub tokenizer), padding to ``context_length``."""
+
+    def __init__(self, tokenizer, context_length: int = 12) -> None:
+        self.tokenizer = tokenizer
+        self.context_length = context_length
+
+    def __call__(self, texts: str | list[str], context_length: int | None = None) -> torch.Tensor:
+        if isinstance(texts, str):
+            texts = [texts]
+        n = context_length or self.context_length
+        out = self.tokenizer(
+            texts, return_tensors="pt", max_length=n, padding="max_length", truncation=True
+        )
+        return out["input_ids"]
+
+
+@functools.cache
+def xlm_roberta_word_tokenizer() -> HFWordTokenizer:
+    """XLM-R layout (``<s> w_1 .. w_k </s> <pad> ..``: start 0, pad 1, end 2), offline."""
+    specials = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    tok = _word_tokenizer(specials, "<s> $A </s>", "<pad>")
+    tok.bos_token = "<s>"
+    return HFWordTokenizer(tok)
+
+
+@functools.cache
+def mt5_word_tokenizer() -> HFWordTokenizer:
+    """mT5 layout (``w_1 .. w_k </s> <pad> ..``: pad 0, end 1, no start token), offline."""
+    specials = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    return HFWordTokenizer(_word_tokenizer(specials, "$A </s>", "<pad>"))
+
+
+def _tiny_hf_text_clip(seed: int, config, pooler: str, encoder_only: bool = False):
+    """open_clip ``CustomTextCLIP`` (tiny ViT) whose text tower is an ``HFTextEncoder`` built
+    from ``config`` offline, as ``create_model`` builds the multilingual CLIPs."""
+    from open_clip.hf_model import HFTextEncoder
+
+    model = _tiny_custom_text_clip(
+        seed, dict(image_size=32, patch_size=8, width=32, layers=2, head_width=16)
+    )
+    torch.manual_seed(seed)
+    model.text = HFTextEncoder(
+        config.model_type, output_dim=16, config=config, pooler_type=pooler, proj_type="linear"
+    )
+    if encoder_only:  # create_model keeps only the encoder of an encoder-decoder model
+        model.text.transformer = model.text.transformer.encoder
+    return model.eval()
+
+
+@functools.cache
+def tiny_open_clip_xlm_roberta():
+    """xlm-roberta-base-ViT-B-32 layout: XLM-R text tower, mean pooling."""
+    from transformers import XLMRobertaConfig
+
+    config = XLMRobertaConfig(
+        vocab_size=len(HF_WORDS) + 4,
+        max_position_embeddings=20,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        **_HF_LAYERS,
+    )
+    return _tiny_hf_text_clip(24, config, "mean_pooler")
+
+
+@functools.cache
+def tiny_open_clip_mt5():
+    """mt5-base-ViT-B-32 layout: mT5 encoder text tower, mean pooling."""
+    from transformers import MT5Config
+
+    config = MT5Config(
+        vocab_size=len(HF_WORDS) + 3,
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=2,
+        num_heads=2,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    return _tiny_hf_text_clip(25, config, "mean_pooler", encoder_only=True)
+
+
+@functools.cache
+def tiny_open_clip_coca():
+    """CoCa layout: ViT with attention pooler, text tower with an appended class token;
+    the contrastive path (the captioning decoder is not used)."""
+    import open_clip
+
+    torch.manual_seed(26)
+    model = open_clip.CoCa(
+        embed_dim=16,
+        vision_cfg=dict(
+            image_size=32,
+            patch_size=8,
+            width=32,
+            layers=2,
+            head_width=16,
+            attentional_pool=True,
+            attn_pooler_heads=2,
+            output_tokens=True,
+        ),
+        text_cfg=dict(
+            context_length=15,
+            vocab_size=49408,
+            width=32,
+            heads=2,
+            layers=2,
+            embed_cls=True,
+            output_tokens=True,
+        ),
+        multimodal_cfg=dict(context_length=15, vocab_size=49408, width=32, heads=2, layers=1),
+    )
+    return model.eval()
+
+
+@functools.cache
+def tiny_hf_metaclip2():
+    """transformers ``MetaClip2Model`` with :func:`tiny_hf_clip`'s layout (CLIP architecture)."""
+    from transformers import MetaClip2Config, MetaClip2Model
+
+    config = MetaClip2Config(
+        text_config=dict(
+            vocab_size=len(hf_clip_processor().tokenizer),
+            max_position_embeddings=12,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            **_HF_LAYERS,
+        ),
+        vision_config=dict(image_size=32, patch_size=8, **_HF_LAYERS),
+        projection_dim=16,
+        logit_scale_init_value=2.0,
+    )
+    torch.manual_seed(27)
+    return MetaClip2Model(config).eval()
+
+
+# the families this section adds: (model builder, tokenizer builder)
+TOWER_FAMILIES = {
+    "open_clip_eva": (tiny_open_clip_eva, open_clip_bpe_tokenizer),
+    "open_clip_pe": (tiny_open_clip_pe, open_clip_bpe_tokenizer),
+    "open_clip_resnet": (tiny_open_clip_resnet, open_clip_bpe_tokenizer),
+    "open_clip_convnext": (tiny_open_clip_convnext, open_clip_bpe_tokenizer),
+    "open_clip_xlm_roberta": (tiny_open_clip_xlm_roberta, xlm_roberta_word_tokenizer),
+    "open_clip_mt5": (tiny_open_clip_mt5, mt5_word_tokenizer),
+    "open_clip_coca": (tiny_open_clip_coca, open_clip_bpe_tokenizer),
+}
+
+
+# ---------------------------------------------------------------------------------------
 # (model builder, tokenizer/processor builder) of every supported family, for the tests that
 # run over several of them
 # ---------------------------------------------------------------------------------------
@@ -373,6 +617,8 @@ MODEL_FAMILIES = {
     "hf_clip": (tiny_hf_clip, hf_clip_processor),
     "hf_siglip": (tiny_hf_siglip, hf_siglip_processor),
     "hf_siglip2": (tiny_hf_siglip2, hf_siglip2_processor),
+    "hf_metaclip2": (tiny_hf_metaclip2, hf_clip_processor),
+    **TOWER_FAMILIES,
 }
 # the two open_clip families under the short names the open_clip-only tests use
 OPEN_CLIP_FAMILIES = {

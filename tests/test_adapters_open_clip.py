@@ -442,8 +442,11 @@ def test_timm_average_pool_drop_keeps_no_patch_finite():
 def test_unsupported_towers_name_the_classes():
     model = copy.deepcopy(tiny_open_clip_siglip())
     model.visual.trunk.patch_embed.proj = torch.nn.Identity()  # a conv stem (MobileCLIP-B)
-    with pytest.raises(UnsupportedModelError, match=r"VisionTransformer trunk.*Identity"):
-        get_adapter(model, siglip_word_tokenizer())
+    # no maskable patch tokens: pixel-grid players (output-stride grid), "drop" refused
+    adapter = get_adapter(model, siglip_word_tokenizer())
+    assert adapter.patch_grid == (1, 1) and adapter.image_maskings == ("mean",)
+    with pytest.raises(ValueError, match="has no patch tokens to drop"):
+        adapter.encode_image(random_pixels(0), torch.ones(1, 1, dtype=torch.bool), "drop")
     model = copy.deepcopy(tiny_open_clip_siglip())
     model.text = torch.nn.Linear(2, 2)
     with pytest.raises(UnsupportedModelError, match="text tower Linear"):

@@ -37,6 +37,9 @@ def _model_logit(model, tokenizer, adapter, image, text) -> float:
     ids, mask = text.input_ids[None], text.attention_mask[None]
     with torch.no_grad():
         if type(model).__module__.startswith("open_clip"):
+            if hasattr(model, "text_decoder"):  # CoCa: its contrastive path only
+                img, txt = model.encode_image(px), model.encode_text(ids)
+                return float(model.logit_scale.exp() * img @ txt.T)
             out = model(px, ids)
             logit = out[2] * out[0] @ out[1].T
             return float(logit + (out[3] if len(out) > 3 else 0.0))
@@ -62,11 +65,12 @@ def test_unmasked_value_is_the_models_logit(family):
     with torch.no_grad():
         v = float(adapter.similarity(adapter.encode_image(px), adapter.encode_text(text))[0, 0])
     assert v == pytest.approx(_model_logit(model, tokenizer, adapter, image, text), abs=2e-5)
-    # every patch kept by token drop is the unmasked model as well
+    # every player kept is the unmasked model under every masking the tower has
     full = torch.ones(1, adapter.n_image_players, dtype=torch.bool)
-    torch.testing.assert_close(
-        adapter.encode_image(px, full, "drop"), adapter.encode_image(px), atol=2e-6, rtol=0
-    )
+    for masking in getattr(adapter, "image_maskings", ("mean", "drop")):
+        torch.testing.assert_close(
+            adapter.encode_image(px, full, masking), adapter.encode_image(px), atol=2e-6, rtol=0
+        )
 
 
 def test_masked_token_id_has_no_effect_and_batching_does_not_change_values(family):
@@ -86,7 +90,7 @@ def test_masked_token_id_has_no_effect_and_batching_does_not_change_values(famil
     px = adapter.preprocess_image(image)
     coal_i = torch.rand(5, adapter.n_image_players, generator=g) < 0.5
     coal_i[0] = False  # no patch kept: defined and finite for every pooling kind
-    for masking in ("mean", "drop"):
+    for masking in getattr(adapter, "image_maskings", ("mean", "drop")):
         emb_i = adapter.encode_image(px, coal_i, masking)
         assert torch.isfinite(emb_i).all(), masking
         for i in range(coal_i.shape[0]):
@@ -182,5 +186,10 @@ def test_refusals_are_unsupported_model_errors_at_construction():
         ),
         text_cfg=dict(context_length=8, vocab_size=50, width=32, heads=2, layers=1),
     )
-    with pytest.raises(UnsupportedModelError, match="trunk ConvNeXt"):
-        FIxLIP(convnext)
+    # a convolutional tower is served with pixel-grid players; "drop" is refused
+    from _models import siglip_word_tokenizer
+
+    adapter = get_adapter(convnext, siglip_word_tokenizer())
+    assert adapter.patch_grid == (1, 1)
+    with pytest.raises(ValueError, match="ConvNeXt: it has no patch tokens"):
+        adapter.encode_image(torch.zeros(1, 3, 32, 32), torch.ones(1, 1, dtype=torch.bool), "drop")

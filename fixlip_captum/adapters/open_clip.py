@@ -51,6 +51,9 @@ from fixlip_captum.adapters.masking import (
     kept_count_groups,
     map_head_over_nothing,
 )
+from fixlip_captum.adapters.open_clip_hf_text import HFTextTower, is_hf_text_encoder
+from fixlip_captum.adapters.pixel_grid import PlayerGrid, check_image_grid, default_pixel_grid
+from fixlip_captum.adapters.timm_eva import TimmEvaTower, is_timm_eva
 from fixlip_captum.adapters.tokens import check_token_ids, warn_unknown_words
 
 __all__ = ["OpenCLIPAdapter"]
@@ -125,6 +128,9 @@ class _OpenCLIPViT:
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.visual._embeds(pixel_values)
 
+    def forward_kept(self, tokens: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+        return self.forward_tokens(_gather_kept(tokens, kept, self.n_prefix))
+
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         v = self.visual
         x = v.transformer(tokens)
@@ -188,6 +194,9 @@ class _TimmViT:
         x = t.patch_drop(x)
         return t.norm_pre(x)
 
+    def forward_kept(self, tokens: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+        return self.forward_tokens(_gather_kept(tokens, kept, self.n_prefix))
+
     def forward_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         t = self.trunk
         pool = getattr(t, "attn_pool", None)
@@ -226,6 +235,39 @@ class _TimmViT:
                 "token."
             ),
         )
+
+
+class _PixelTower:
+    """Any other image tower (convolutional or hybrid: ModifiedResNet, ConvNeXt, FastViT,
+    Swin, ViTamin, MobileCLIP-B, ...): no maskable patch tokens, so the players are
+    pixel-grid cells (``"mean"`` only)."""
+
+    def __init__(self, visual: torch.nn.Module) -> None:
+        self.visual = visual
+        size = getattr(visual, "image_size", None)
+        if size is None:
+            raise _unsupported(f"The image tower {type(visual).__name__} (no image_size)")
+        self.size = _int_pair((size, size) if isinstance(size, int) else size)
+        self.weight: torch.Tensor = next(visual.parameters())
+        self.channels = 3
+        self.name = type(getattr(visual, "trunk", visual)).__name__
+
+    def tower(self) -> Tower:
+        raise UnsupportedModelError(
+            f"the image tower {self.name} is convolutional or hybrid: it has no class token "
+            "and no attention maps over patches, which Grad-ECLIP, GAME and exCLIP need. Use "
+            "a perturbation method (FIxLIP, Shapley values, captum's methods)."
+        )
+
+
+def _gather_kept(tokens: torch.Tensor, kept: torch.Tensor, prefix: int) -> torch.Tensor:
+    """``tokens [1, prefix + n, D]``, ``kept [g, k]`` -> ``[g, prefix + k, D]``: the prefix
+    tokens, then the kept patch tokens in increasing order."""
+    index = torch.cat(
+        [torch.arange(prefix, device=kept.device).expand(kept.shape[0], prefix), kept + prefix],
+        dim=1,
+    )
+    return tokens[0][index]
 
 
 class _FlatCLIPText:
@@ -287,7 +329,12 @@ class _TextTransformer:
         return _project(pooled, t.text_projection)
 
 
-def _text_tower(text: _FlatCLIPText | _TextTransformer) -> Tower:
+def _text_tower(text: _FlatCLIPText | _TextTransformer | HFTextTower) -> Tower:
+    if isinstance(text, HFTextTower):
+        raise UnsupportedModelError(
+            "the gradient baselines do not support open_clip's Hugging Face text towers "
+            f"({text.text.config.model_type}); use a perturbation method."
+        )
     if text.has_cls:
         raise UnsupportedModelError(
             "the gradient baselines do not support open_clip text towers with an appended "
@@ -330,18 +377,22 @@ def _unsupported(what: str, todo: str = "") -> UnsupportedModelError:
     )
 
 
-def _vision_tower(visual: torch.nn.Module) -> _OpenCLIPViT | _TimmViT:
-    if isinstance(visual, VisionTransformer):
-        return _OpenCLIPViT(visual)
-    if isinstance(visual, TimmModel):
-        trunk = visual.trunk
-        if _is_timm_vit(trunk):
+_VisionTower = _OpenCLIPViT | _TimmViT | TimmEvaTower | _PixelTower
+
+
+def _vision_tower(visual: torch.nn.Module) -> _VisionTower:
+    """The token tower of a ViT-like image tower, a pixel-grid tower for any other (a ViT
+    whose patches are not one patchifying Conv2d, e.g. MobileCLIP-B, ViTamin, is one)."""
+    try:
+        if isinstance(visual, VisionTransformer):
+            return _OpenCLIPViT(visual)
+        if isinstance(visual, TimmModel) and _is_timm_vit(visual.trunk):
             return _TimmViT(visual)
-        raise _unsupported(
-            f"The image tower's timm trunk {type(trunk).__name__} "
-            f"({type(trunk).__module__}, inside open_clip's TimmModel wrapper)"
-        )
-    raise _unsupported(f"The image tower {type(visual).__name__} ({type(visual).__module__})")
+    except UnsupportedModelError:
+        return _PixelTower(visual)
+    if isinstance(visual, TimmModel) and is_timm_eva(visual.trunk):
+        return TimmEvaTower(visual)
+    return _PixelTower(visual)
 
 
 class OpenCLIPAdapter(DualEncoderAdapter):
@@ -368,21 +419,36 @@ class OpenCLIPAdapter(DualEncoderAdapter):
             class and says what to do).
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any = None) -> None:
-        if not isinstance(model, (open_clip.CLIP, open_clip.CustomTextCLIP)):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any = None,
+        image_grid: tuple[int, int] | None = None,
+    ) -> None:
+        if not isinstance(model, (open_clip.CLIP, open_clip.CustomTextCLIP, open_clip.CoCa)):
             raise _unsupported(f"The model {type(model).__name__}")
         self.model = model
         self._vision = _vision_tower(model.visual)
+        self._players = self._player_grid(image_grid)
 
+        self._text: _FlatCLIPText | _TextTransformer | HFTextTower
         if isinstance(model, open_clip.CLIP):
-            self._text: _FlatCLIPText | _TextTransformer = _FlatCLIPText(model)
+            self._text = _FlatCLIPText(model)
         elif isinstance(model.text, TextTransformer):
             self._text = _TextTransformer(model.text)
+        elif is_hf_text_encoder(model.text):
+            if tokenizer is None:
+                raise ValueError(
+                    "This open_clip model has a Hugging Face text tower; pass its tokenizer "
+                    "(open_clip.get_tokenizer(model_name)) as tokenizer_or_processor."
+                )
+            context = getattr(tokenizer, "context_length", None) or model.text.context_length
+            self._text = HFTextTower(model.text, int(context))
         else:
             raise _unsupported(
                 f"The text tower {type(model.text).__name__} ({type(model.text).__module__})"
             )
-        if self._text.pool_type not in ("first", "last", "argmax", "eos"):
+        if self._text.pool_type not in ("first", "last", "argmax", "eos", None):
             raise _unsupported(f"Text pooling {self._text.pool_type!r}")
 
         if tokenizer is None:
@@ -433,10 +499,25 @@ class OpenCLIPAdapter(DualEncoderAdapter):
         self._preprocess_cfg = PreprocessCfg(**cfg)
         self._transform = image_transform_v2(self._preprocess_cfg, is_train=False)
 
+    def _player_grid(self, image_grid: Any) -> PlayerGrid:
+        """Image players: the patch grid of a token tower (or ``image_grid`` cells of whole
+        patches), the output-stride grid (or ``image_grid``) of pixel cells otherwise."""
+        v = self._vision
+        if isinstance(v, _PixelTower):
+            grid = (
+                default_pixel_grid(v.size)
+                if image_grid is None
+                else check_image_grid(image_grid, v.size, "pixels")
+            )
+            return PlayerGrid.over_pixels(grid, v.size)
+        grid = v.grid if image_grid is None else check_image_grid(image_grid, v.grid, "patches")
+        return PlayerGrid.over_patches(grid, v.grid, v.size, v.patch)
+
     # ------------------------------------------------------------------ geometry
     @property
     def patch_grid(self) -> tuple[int, int]:
-        return self._vision.grid
+        """``(rows, cols)`` of image players (patches, cells of patches or pixel cells)."""
+        return self._players.grid
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -444,7 +525,27 @@ class OpenCLIPAdapter(DualEncoderAdapter):
 
     @property
     def patch_size(self) -> tuple[int, int]:
-        return self._vision.patch
+        """``(height, width)`` in pixels of one image player (rounded down for pixel cells
+        that do not divide the image evenly)."""
+        v = self._vision
+        if isinstance(v, _PixelTower) or self._players.grid != v.grid:
+            (rows, cols), (h, w) = self._players.grid, self.image_size
+            return h // rows, w // cols
+        return v.patch
+
+    @property
+    def image_maskings(self) -> tuple[str, ...]:
+        """Image maskings this tower supports: ``("mean",)`` for a tower without maskable
+        patch tokens, ``("mean", "drop")`` otherwise."""
+        return ("mean",) if isinstance(self._vision, _PixelTower) else ("mean", "drop")
+
+    def pixel_player_map(self, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+        return self._players.pixel_owner.clone()
+
+    def _pixel_keep_mask(
+        self, coalitions: torch.Tensor, pixel_values: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self._players.pixel_keep(coalitions)
 
     @property
     def context_length(self) -> int:
@@ -529,19 +630,17 @@ class OpenCLIPAdapter(DualEncoderAdapter):
         if masking == "mean":
             x = pixel_values * self._pixel_keep_mask(coalitions).to(pixel_values.dtype)
             return F.normalize(self.model.encode_image(x).float(), dim=-1)
-        tokens = self._vision.embed(pixel_values)  # [1, prefix + n_I, D]
-        prefix = self._vision.n_prefix
-        out: torch.Tensor | None = None
-        for rows, kept in kept_count_groups(coalitions):
-            index = torch.cat(
-                [
-                    torch.arange(prefix, device=self.device).expand(len(rows), prefix),
-                    kept + prefix,
-                ],
-                dim=1,
+        vision = self._vision
+        if isinstance(vision, _PixelTower):
+            raise ValueError(
+                f"image masking 'drop' has no meaning for the image tower {vision.name}: it "
+                "has no patch tokens to drop (its players are pixel-grid cells); use "
+                "masking='mean'."
             )
-            gathered = tokens[0][index]  # [g, prefix + k, D]
-            feats = self._vision.forward_tokens(gathered).float()
+        embedded = vision.embed(pixel_values)
+        out: torch.Tensor | None = None
+        for rows, kept in kept_count_groups(self._players.patch_coalitions(coalitions)):
+            feats = vision.forward_kept(embedded, kept).float()  # type: ignore[arg-type]
             if out is None:
                 out = torch.empty(m, feats.shape[1], device=self.device)
             out[rows] = feats
@@ -606,7 +705,7 @@ class OpenCLIPAdapter(DualEncoderAdapter):
                 "nothing to explain: pass at least one word."
             )
         pool_position = self._pool_position(ids)
-        if start <= pool_position < end:
+        if self._text.pool_type is not None and start <= pool_position < end:
             raise ValueError(
                 f"The model pools the text at position {pool_position}, which holds a caption "
                 f"token (id {int(ids[pool_position])}), not the end token: the tokenizer does "
@@ -677,6 +776,8 @@ class OpenCLIPAdapter(DualEncoderAdapter):
 
     def _pool_position(self, ids: torch.Tensor) -> int:
         pool = self._text.pool_type
+        if pool is None:  # HF towers pool by attention mask or at position 0
+            return 0
         if pool == "first":
             return 0
         if pool == "last":

@@ -61,16 +61,24 @@ class Family:
 FAMILIES: list[Family] = [
     Family(
         "open_clip",
-        ("open_clip:CLIP", "open_clip:CustomTextCLIP"),
+        ("open_clip:CLIP", "open_clip:CustomTextCLIP", "open_clip:CoCa"),
         "fixlip_captum.adapters.open_clip:OpenCLIPAdapter",
-        "open_clip.CLIP / CustomTextCLIP (open_clip ViT or timm ViT image tower, open_clip "
-        "text transformer)",
+        "open_clip.CLIP / CustomTextCLIP / CoCa: ViT, timm ViT (SigLIP) or timm Eva (EVA02, "
+        "PE-Core; rotary) image towers with patch players, any other image tower "
+        "(ModifiedResNet, ConvNeXt, FastViT/MobileCLIP, Swin, ViTamin) with pixel-grid "
+        "players; open_clip or Hugging Face (XLM-R, RoBERTa, mT5, NLLB) text towers",
     ),
     Family(
         "hf_clip",
         ("transformers:CLIPModel",),
         "fixlip_captum.adapters.hf_clip:HFCLIPAdapter",
         "transformers.CLIPModel",
+    ),
+    Family(
+        "hf_metaclip2",
+        ("transformers:MetaClip2Model",),
+        "fixlip_captum.adapters.hf_metaclip2:HFMetaClip2Adapter",
+        "transformers.MetaClip2Model (MetaCLIP 2: CLIP's architecture)",
     ),
     Family(
         "hf_siglip",
@@ -155,8 +163,10 @@ def unsupported_model_error(model: Any) -> UnsupportedModelError:
     if looks_like_dual_encoder(model):
         todo = (
             "It looks like a dual encoder, but no fixlip_captum model family serves it; "
-            "convert it to a supported family, or add one (see the docs page 'Add a model "
-            "family')."
+            "convert it to a supported family, wrap it in an object implementing "
+            "fixlip_captum.adapters.protocol.DualEncoder (image_size, image_grid, preprocess, "
+            "tokenize, encode_image, encode_text, similarity), or add a family (see the docs "
+            "page 'Add a model family')."
         )
     else:
         todo = (
@@ -191,6 +201,10 @@ def get_adapter(model: Any, tokenizer_or_processor: Any = None) -> DualEncoderAd
         return model
     family = family_of(model)
     if family is None:
+        from fixlip_captum.adapters.protocol import ProtocolAdapter, is_dual_encoder
+
+        if is_dual_encoder(model):  # any object implementing the DualEncoder protocol
+            return ProtocolAdapter(model)
         raise unsupported_model_error(model)
     adapter_cls: Any = family.adapter_class()
     adapter: DualEncoderAdapter = adapter_cls(model, tokenizer_or_processor)
