@@ -126,6 +126,25 @@ def _hf_chinese_clip() -> tuple[Any, Any]:
     return ChineseCLIPModel(config).eval(), tiny.hf_chinese_clip_processor()
 
 
+def _hf_metaclip2() -> tuple[Any, Any]:
+    from transformers import MetaClip2Config, MetaClip2Model
+
+    processor = tiny.hf_clip_processor()
+    config = MetaClip2Config(
+        text_config=dict(
+            vocab_size=len(processor.tokenizer),
+            max_position_embeddings=77,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        ),
+        vision_config=dict(image_size=224, patch_size=16),
+        projection_dim=512,
+    )
+    _seeded(14)
+    return MetaClip2Model(config).eval(), processor
+
+
 def _pair(model: Callable[[], Any], tok: Callable[[], Any]) -> Callable[[], tuple[Any, Any]]:
     return lambda: (model(), tok())
 
@@ -182,6 +201,13 @@ SPECS: tuple[ModelSpec, ...] = (
         "hf_chinese_clip",
         _hf_chinese_clip,
         _pair(tiny.tiny_hf_chinese_clip, tiny.hf_chinese_clip_processor),
+        (224, 32),
+    ),
+    ModelSpec(
+        "transformers MetaClip2Model B/16",
+        "hf_metaclip2",
+        _hf_metaclip2,
+        _pair(tiny.tiny_hf_metaclip2, tiny.hf_clip_processor),
         (224, 32),
     ),
 )
