@@ -43,7 +43,6 @@ from fixlip_captum.solvers import (
     NotIdentifiableError,
     centred_design,
     centred_to_product,
-    crossmodal_normal_equations,
     interaction_terms,
     solve_normal_equations,
     split_terms,
@@ -54,6 +53,18 @@ PS = (0.3, 0.5, 0.7)
 
 
 # ------------------------------------------------------------------ the 0.1 estimator
+
+
+def crossmodal_normal_equations(phi_i, w_i, phi_t, w_t, values, fi, gi):
+    """The 0.1 solver: the joint least squares of the terms alone on the product design.
+
+    ``Gram[(f,g), (f',g')] = G_I[f, f'] G_T[g, g']`` and ``rhs[(f,g)] = (Phi_I^T W_I V W_T
+    Phi_T)[f, g]``.
+    """
+    g_i = phi_i.T @ (w_i[:, None] * phi_i)
+    g_t = phi_t.T @ (w_t[:, None] * phi_t)
+    rhs = (phi_i.T @ ((w_i[:, None] * values) * w_t[None, :]) @ phi_t)[fi, gi]
+    return g_i[fi][:, fi] * g_t[gi][:, gi], rhs
 
 
 def previous_split(budget: int, n_i: int, n_t: int, f_i: int, f_t: int) -> tuple[int, int]:

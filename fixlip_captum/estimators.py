@@ -22,6 +22,7 @@ that estimate the weighting measure without bias (docs/estimators.md).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +37,7 @@ from .samplers import (
     make_generator,
     shapley_kernel_weights,
     shapley_size_masses,
+    size_leverages,
     stratified_coalitions,
     weighted_banzhaf_weights,
 )
@@ -84,14 +86,21 @@ _MODALITY_PIVOT_TOL = 3.2e-5
 _JOINT_PIVOT_TOL = 1e-9
 
 
-def _identifies(gram: torch.Tensor, tol: float) -> bool:
-    """Whether ``gram`` (PSD) is numerically full rank: unit-diagonal Cholesky pivots >= tol."""
+# A draw whose smallest pivot reaches this is taken at once; otherwise the next kind of draw
+# is tried and the best-conditioned one kept (near the minimum budget a draw can be
+# identifiable yet poorly conditioned).
+_WELL_IDENTIFIED = 1e-4
+
+
+def _min_pivot(gram: torch.Tensor) -> float:
+    """Smallest squared pivot of the unit-diagonal Cholesky factor of ``gram`` (PSD); 0 when
+    it is (numerically) singular. Full rank, for the solvers, means ``>= 1e-9``."""
     diag = torch.diagonal(gram)
     if not bool((diag > 0).all()):
-        return False
+        return 0.0
     scale = diag.rsqrt()
     chol, info = torch.linalg.cholesky_ex(gram * scale[:, None] * scale[None, :])
-    return int(info) == 0 and float((torch.diagonal(chol) ** 2).min()) >= tol
+    return float((torch.diagonal(chol) ** 2).min()) if int(info) == 0 else 0.0
 
 
 def _anchors(terms: Sequence[Term], n: int, p: float) -> list[Term]:
@@ -134,38 +143,55 @@ def _draw(
     constraint: torch.Tensor | None = None,
     check: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, Any]]:
-    """Stratified coalitions whose weighted Gram identifies ``terms``, tried in turn:
+    """Stratified coalitions whose weighted Gram identifies ``terms``, tried in turn until
+    one is well conditioned (smallest pivot ``>= 1e-4``; else the best one is kept):
 
     1. complementary pairs (their even terms see only ``m / 2`` distinct rows, so this needs
        about twice the minimum);
     2. independent strata;
-    3. with :func:`_anchors` included (identifiable for every seed once ``m >= len(terms)``).
+    3. independent strata allocated by mass alone;
+    4. with :func:`_anchors` included (identifiable for every seed once ``m >= len(terms)``).
 
     ``check=False`` (a design too large for its Gram, solved iteratively): independent strata,
     with no Gram formed; the iterative solver then certifies identifiability itself (distinct
     masks and a probe, :mod:`fixlip_captum.solvers.systems`) and raises if the draw is short.
 
+    Draws are allocated to sizes by mass times mean leverage of ``terms``
+    (:func:`fixlip_captum.samplers.size_leverages`), the weights stay those of the mass.
+
     Returns coalitions, weights, Gram (``None`` unchecked) and sampler info (``"draw"``
     names the one used).
     """
+    orders = collections.Counter(len(t) for t in terms)
+    importance = size_leverages(n, basis_p, dict(orders))
     if not check:
-        coalitions, weights, info = stratified_coalitions(m, n, size_mass, gen, device=device)
+        coalitions, weights, info = stratified_coalitions(
+            m, n, size_mass, gen, device=device, importance=importance
+        )
         info["draw"] = "independent"
         return coalitions, weights, None, info
     extra = 0.0 if constraint is None else constraint.T @ constraint
     border = {(), tuple(range(n))} if constraint is not None else set()
+    anchors = [a for a in _anchors(terms, n, basis_p) if a not in border]
     attempts: list[tuple[str, dict[str, Any]]] = [
-        ("antithetic", {"antithetic": True}),
-        ("independent", {}),
-        ("anchored", {"anchors": [a for a in _anchors(terms, n, basis_p) if a not in border]}),
+        ("antithetic", {"antithetic": True, "importance": importance}),
+        ("independent", {"importance": importance}),
+        ("independent by mass", {}),
+        ("anchored", {"anchors": anchors, "importance": importance}),
     ]
+    best: tuple[float, str, tuple[torch.Tensor, torch.Tensor, dict[str, Any]], torch.Tensor]
+    best = (-1.0, "", (torch.empty(0), torch.empty(0), {}), torch.empty(0))
     for name, options in attempts:
         coalitions, weights, info = stratified_coalitions(
             m, n, size_mass, gen, device=device, **options
         )
         gram = _gram(coalitions, weights, index, basis_p)
-        if name == "anchored" or _identifies(gram + extra, tol):
+        pivot = _min_pivot(gram + extra)
+        if pivot > best[0]:
+            best = (pivot, name, (coalitions, weights, info), gram)
+        if pivot >= max(tol, _WELL_IDENTIFIED):
             break
+    _, name, (coalitions, weights, info), gram = best
     info["draw"] = name
     return coalitions, weights, gram, info
 
@@ -441,7 +467,16 @@ def _modality(
         info: dict[str, Any] = {"enumerated": True}
     else:
         masks, weights, _, info = _draw(
-            m, n, masses, features, index, p, gen, device, _MODALITY_PIVOT_TOL, check=check
+            m,
+            n,
+            masses,
+            features,
+            index,
+            p,
+            gen,
+            device,
+            _MODALITY_PIVOT_TOL,
+            check=check,
         )
         info["enumerated"] = False
     return masks, weights, info

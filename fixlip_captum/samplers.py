@@ -251,6 +251,7 @@ def stratified_coalitions(
     *,
     anchors: list[tuple[int, ...]] | None = None,
     antithetic: bool = False,
+    importance: list[float] | None = None,
     device: torch.device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """``m`` distinct coalitions of ``n`` players and weights that estimate a size-symmetric
@@ -294,6 +295,9 @@ def stratified_coalitions(
     sizes = [k for k in range(n + 1) if size_mass[k] > 0]
     count = {k: math.comb(n, k) for k in sizes}
     q = {k: size_mass[k] / count[k] for k in sizes}
+    lev = {k: 1.0 if importance is None else float(importance[k]) for k in sizes}
+    # Draws go where mass x leverage is (q_k h_k per coalition); weights stay mass-based.
+    qh = {k: q[k] * lev[k] for k in sizes}
     anchor_sets = sorted({tuple(sorted(a)) for a in anchors or []}, key=lambda a: (len(a), a))
     anchor_sets = [a for a in anchor_sets if len(a) in q]
     by_size: dict[int, list[tuple[int, ...]]] = {k: [] for k in sizes}
@@ -302,24 +306,24 @@ def stratified_coalitions(
     remaining = {k: count[k] - len(by_size[k]) for k in sizes}
     left = m - len(anchor_sets)
     todo = [k for k in sizes if remaining[k] > 0]
-    todo.sort(key=lambda k: (-q[k], min(k, n - k), k))
+    todo.sort(key=lambda k: (-qh[k], min(k, n - k), k))
     enumerated: list[int] = []
-    mass_left = sum(remaining[k] * q[k] for k in todo)
+    mass_left = sum(remaining[k] * qh[k] for k in todo)
     while todo:
         k = todo[0]
-        share = left * remaining[k] * q[k] / mass_left
+        share = left * remaining[k] * qh[k] / mass_left
         if remaining[k] > share or left - remaining[k] < len(todo) - 1:
             break
         enumerated.append(k)
         left -= remaining[k]
-        mass_left -= remaining[k] * q[k]
+        mass_left -= remaining[k] * qh[k]
         todo.pop(0)
-    sampled = sorted(todo, key=lambda k: -remaining[k] * q[k])[: max(left, 0)]
+    sampled = sorted(todo, key=lambda k: -remaining[k] * qh[k])[: max(left, 0)]
     uncovered = sum(remaining[k] * q[k] for k in todo if k not in sampled)
     draws = dict.fromkeys(sampled, 1)
     extra = _allocate(
         left - len(sampled),
-        {k: remaining[k] * q[k] for k in sampled},
+        {k: remaining[k] * qh[k] for k in sampled},
         {k: remaining[k] - 1 for k in sampled},
     )
     parts: list[torch.Tensor] = []
@@ -348,3 +352,36 @@ def stratified_coalitions(
         "uncovered_mass": float(uncovered),
     }
     return torch.cat(parts).to(device), torch.cat(weights).to(device), info
+
+
+def size_leverages(n: int, p: float, order_counts: dict[int, int]) -> list[float]:
+    """Mean leverage ``h_k = E[sum_T z_T(S)^2 | |S| = k]`` of a coalition of each size ``k``.
+
+    ``z_T`` is the centred basis (:func:`fixlip_captum.solvers.centred_design`): a kept player
+    contributes ``z_i^2 = (1 - p) / p``, a dropped one ``p / (1 - p)``. A term of order ``r``
+    has ``j`` of its players kept with the hypergeometric probability
+    ``C(k, j) C(n - k, r - j) / C(n, r)``.
+
+    Args:
+        n: Number of players.
+        p: Centring probability.
+        order_counts: Number of fitted terms of each order (e.g. ``{0: 1, 1: n, 2: n(n-1)/2}``).
+
+    Returns:
+        ``[n + 1]`` floats; under ``mu_p`` their mean (weighted by size mass) is the number of
+        terms, and at ``p = 1/2`` every size has that value.
+    """
+    kept, dropped = (1.0 - p) / p, p / (1.0 - p)
+    out = []
+    for k in range(n + 1):
+        total = 0.0
+        for r, count in order_counts.items():
+            if count == 0:
+                continue
+            mean = sum(
+                math.comb(k, j) * math.comb(n - k, r - j) * kept**j * dropped ** (r - j)
+                for j in range(r + 1)
+            ) / math.comb(n, r)
+            total += count * mean
+        out.append(total)
+    return out

@@ -20,7 +20,7 @@ from fixlip_captum import (
 )
 from fixlip_captum.estimators import _modality, crossmodal_split
 from fixlip_captum.samplers import make_generator
-from fixlip_captum.solvers import split_terms
+from fixlip_captum.solvers import crossmodal, split_terms
 
 # ---------------------------------------------------------------- reference implementations
 
@@ -219,12 +219,51 @@ def test_crossmodal_converges(p):
 # ---------------------------------------------------------------- cross-modal == dense
 
 
-@pytest.mark.parametrize("pairs", ["all", "crossmodal", [0, 2, 5, 9, 10]])
-@pytest.mark.parametrize("p", [0.3, 0.5])
-def test_crossmodal_equals_dense_weighted_least_squares(pairs, p):
-    n_i, n_t = 9, 6
-    n = n_i + n_t
-    game = random_game(n, seed=4)
+def centred(coalitions: np.ndarray, players, p: float) -> np.ndarray:
+    """``z_T(S) = prod_{i in T} (x_i - p) / sqrt(p (1 - p))`` per row."""
+    z = (coalitions.astype(float) - p) / np.sqrt(p * (1 - p))
+    return np.prod(z[:, list(players)], axis=1) if players else np.ones(len(coalitions))
+
+
+def tensor_reference(zi, wi, zt, wt, game, terms, n_i: int, p: float, image_basis) -> dict:
+    """Brute force of the cross-modal estimator: per text column group, the dense weighted
+    least squares over ALL image-text pairs on the product basis ``z_f(a) z_g(b)`` (``f`` in
+    the group's image basis, ``g`` any text feature), its centred coefficients of the lookup
+    terms kept, then the product-basis values by the Moebius transform of that surrogate."""
+    f_of = {t: tuple(i for i in t if i < n_i) for t in terms}
+    g_of = {t: tuple(i for i in t if i >= n_i) for t in terms}
+    text_feats = sorted(set(g_of.values()), key=lambda g: (len(g), g))
+    joint = np.concatenate([np.repeat(zi, len(zt), axis=0), np.tile(zt, (len(zi), 1))], axis=1)
+    v = game(torch.tensor(joint)).numpy()
+    w = np.outer(wi, wt).reshape(-1)
+    coef = {}
+    for g_order in sorted({len(g) for g in text_feats}):
+        basis = image_basis(g_order)
+        feats = [(f, g) for f in basis for g in text_feats]
+        x = np.stack([centred(joint, f + g, p) for f, g in feats], axis=1)
+        c = np.linalg.solve(x.T @ (w[:, None] * x), x.T @ (w * v))
+        fitted = dict(zip(feats, c, strict=True))
+        for t in terms:
+            if len(g_of[t]) == g_order:
+                coef[t] = fitted[(f_of[t], g_of[t])]
+
+    def surrogate(members) -> float:
+        row = np.zeros((1, joint.shape[1]), dtype=bool)
+        row[0, list(members)] = True
+        return sum(c * centred(row, t, p)[0] for t, c in coef.items())
+
+    return {
+        u: sum(
+            (-1) ** (len(u) - r) * surrogate(s)
+            for r in range(len(u) + 1)
+            for s in itertools.combinations(u, r)
+        )
+        for u in terms
+    }
+
+
+def _recorded_crossmodal(game, n_i, n_t, p, pairs, **kw):
+    """Run approximate_crossmodal and return it with the masks and weights it drew."""
     cm = to_crossmodal(game, n_i)
     seen = {}
 
@@ -233,28 +272,49 @@ def test_crossmodal_equals_dense_weighted_least_squares(pairs, p):
         return cm(z_image, z_text)
 
     iv = approximate_crossmodal(
-        recording, n_i, n_t, m_image=300, m_text=60, p=p, seed=1, pairs=pairs
+        recording, n_i, n_t, m_image=300, m_text=60, p=p, seed=1, pairs=pairs, **kw
     )
-    assert not iv.estimation_info["text_enumerated"]
-    zi, zt = seen["image"].numpy(), seen["text"].numpy()
-    joint = np.concatenate(
-        [np.repeat(zi, len(zt), axis=0), np.tile(zt, (len(zi), 1))], axis=1
-    )  # pair (a, b) -> row a * m_T + b
-    v = game(torch.tensor(joint)).numpy()
     # The same draws again, with their weights (image first, then text, one generator).
     gen = make_generator(1)
     image_feats, text_feats, _, _ = split_terms(list(iv.interaction_lookup), n_i)
     mi, wi, _ = _modality(300, n_i, p, image_feats, gen, torch.device("cpu"))
     mt, wt, _ = _modality(60, n_t, p, text_feats, gen, torch.device("cpu"))
-    np.testing.assert_array_equal(mi.numpy(), zi)
-    np.testing.assert_array_equal(mt.numpy(), zt)
-    w = np.outer(wi.numpy(), wt.numpy()).reshape(-1)
+    np.testing.assert_array_equal(mi.numpy(), seen["image"].numpy())
+    np.testing.assert_array_equal(mt.numpy(), seen["text"].numpy())
+    return iv, mi.numpy(), wi.numpy(), mt.numpy(), wt.numpy(), image_feats
+
+
+@pytest.mark.parametrize("pairs", ["all", "crossmodal", [0, 2, 5, 9, 10]])
+@pytest.mark.parametrize("p", [0.3, 0.5])
+def test_crossmodal_equals_dense_weighted_least_squares(pairs, p):
+    """Small image basis: every text column on the whole image basis."""
+    n_i, n_t = 9, 6
+    game = random_game(n_i + n_t, seed=4)
+    iv, zi, wi, zt, wt, image_feats = _recorded_crossmodal(game, n_i, n_t, p, pairs)
+    assert not iv.estimation_info["text_enumerated"]
     terms = list(iv.interaction_lookup)
-    x = product_design(joint, terms)
-    coef = np.linalg.solve(x.T @ (w[:, None] * x), x.T @ (w * v))
-    assert max(abs(iv[t] - c) for t, c in zip(terms, coef, strict=True)) < 1e-8
+    ref = tensor_reference(zi, wi, zt, wt, game, terms, n_i, p, lambda order: image_feats)
+    assert max(abs(iv[t] - ref[t]) for t in terms) < 1e-8
     if pairs == "crossmodal":
         assert all(len(t) < 2 or (t[0] < n_i <= t[1]) for t in terms)
+
+
+@pytest.mark.parametrize("solver", ["direct", "iterative"])
+@pytest.mark.parametrize("p", [0.3, 0.7])
+def test_crossmodal_large_image_basis_equals_dense(solver, p, monkeypatch):
+    """Above EXACT_FEATURES image features: the empty text column on the whole image basis,
+    the others on the image intercept and singletons; both solvers give the brute force."""
+    monkeypatch.setattr(crossmodal, "EXACT_FEATURES", 20)
+    n_i, n_t = 9, 6
+    game = random_game(n_i + n_t, seed=5)
+    iv, zi, wi, zt, wt, image_feats = _recorded_crossmodal(game, n_i, n_t, p, "all", solver=solver)
+    assert iv.estimation_info["solver"] == solver
+    terms = list(iv.interaction_lookup)
+    low = [f for f in image_feats if len(f) <= 1]
+    ref = tensor_reference(
+        zi, wi, zt, wt, game, terms, n_i, p, lambda order: image_feats if order == 0 else low
+    )
+    assert max(abs(iv[t] - ref[t]) for t in terms) < 1e-8
 
 
 def test_crossmodal_enumerates_small_text_with_exact_weights():

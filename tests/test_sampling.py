@@ -102,16 +102,19 @@ def test_crossmodal_converges_with_enumeration(p):
     reference = {t: exact.values[k] for t, k in exact.interaction_lookup.items()}
     cm = to_crossmodal(game, n_i)
 
-    def error(m: int) -> float:
-        errs = []
+    def error(m: int) -> tuple[float, bool]:
+        errs, enumerated = [], True
         for s in range(6):
             iv = approximate_crossmodal(cm, n_i, n_t, m_image=m, m_text=8, p=p, seed=s)
-            if p != 0.5:
-                assert iv.estimation_info["image_sampler"]["enumerated_sizes"]
+            enumerated &= bool(iv.estimation_info["image_sampler"]["enumerated_sizes"])
             errs.append(np.mean([(iv[t] - v) ** 2 for t, v in reference.items()]))
-        return float(np.mean(errs))
+        return float(np.mean(errs)), enumerated
 
-    assert error(16 * 60) <= 0.5 * error(60)
+    (small, _), (large, enumerated) = error(60), error(16 * 60)
+    # 960 of the 1024 image masks: whole sizes are enumerated (at p = 0.5 no size has more
+    # mass per coalition than another, so none is enumerated before all are).
+    assert enumerated or p == 0.5
+    assert large <= 0.5 * small, (small, large)
 
 
 def test_two_additive_recovered_with_enumeration_and_anchors():

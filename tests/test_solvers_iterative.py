@@ -12,11 +12,10 @@ from fixlip_captum import NotIdentifiableError, approximate_crossmodal, approxim
 from fixlip_captum.samplers import bernoulli_coalitions, make_generator
 from fixlip_captum.solvers import (
     centred_design,
-    crossmodal_normal_equations,
+    crossmodal,
     interaction_terms,
     quadratic,
     solve_crossmodal,
-    split_terms,
     systems,
     terms_index,
 )
@@ -112,23 +111,26 @@ def _problem(m_i: int, m_t: int, p: float, seed: int, pairs="all"):
 
 @pytest.mark.parametrize("pairs", LOOKUPS, ids=["all", "crossmodal", "subset"])
 def test_operator_is_the_dense_normal_equations(pairs):
-    """A c (matrix-free) and Phi^T W v equal the assembled Gram and right-hand side."""
-    zi, wi, zt, wt, values, terms = _problem(90, 24, 0.3, 0, pairs)
-    image_feats, text_feats, fi, gi = split_terms(terms, N_I)
-    phi_i = centred_design(zi, terms_index(image_feats, N_I), 0.3)
-    phi_t = centred_design(zt, terms_index(text_feats, N_T), 0.3)
-    gram, rhs = crossmodal_normal_equations(phi_i, wi, phi_t, wt, values, fi, gi)
-    op = QuadraticNormalOperator(quadratic_layout(terms, N_I), zi, wi, zt, wt, 0.3)
+    """A c (matrix-free) and Phi^T W Y equal the assembled Gram and right-hand sides."""
+    n = N_I + N_T
+    gen = make_generator(0)
+    z = bernoulli_coalitions(200, n, 0.3, gen)
+    w = torch.rand(200, generator=gen, dtype=torch.float64)
+    y = torch.randn(200, 3, generator=gen, dtype=torch.float64)
+    terms = interaction_terms(n, 2, pairs, n_image=N_I)
+    phi = centred_design(z, terms_index(terms, n), 0.3)
+    op = QuadraticNormalOperator(quadratic_layout(terms, n), z, w, 0.3)
     eye = torch.eye(len(terms), dtype=torch.float64)
-    torch.testing.assert_close(op.apply(eye), gram, rtol=0, atol=1e-12)
-    torch.testing.assert_close(op.rhs(values)[:, 0], rhs, rtol=0, atol=1e-12)
+    torch.testing.assert_close(op.apply(eye), phi.T @ (w[:, None] * phi), rtol=0, atol=1e-12)
+    torch.testing.assert_close(op.rhs(y), phi.T @ (w[:, None] * y), rtol=0, atol=1e-12)
 
 
 def test_lanczos_condition_estimate_matches_the_spectrum(monkeypatch):
     """Ritz values from the CG coefficients bracket-converge to M^-1 A's extreme eigenvalues."""
     monkeypatch.setattr(quadratic, "EXACT_FEATURES", 0)
-    zi, wi, zt, wt, values, terms = _problem(80, 20, 0.5, 4)
-    op = QuadraticNormalOperator(quadratic_layout(terms, N_I), zi, wi, zt, wt, 0.5)
+    zi, wi, _, _, _, _ = _problem(80, 20, 0.5, 4)
+    terms = interaction_terms(N_I, 2)
+    op = QuadraticNormalOperator(quadratic_layout(terms, N_I), zi, wi, 0.5)
     eye = torch.eye(len(terms), dtype=torch.float64)
     a, m_inv = op.apply(eye), op.precondition(eye)
     chol = torch.linalg.cholesky(torch.linalg.inv(m_inv))
@@ -137,7 +139,8 @@ def test_lanczos_condition_estimate_matches_the_spectrum(monkeypatch):
             chol, torch.linalg.solve_triangular(chol, a, upper=False).T, upper=False
         )
     )
-    result = conjugate_gradient(op.apply, op.rhs(values), op.precondition, rtol=1e-13)
+    y = torch.randn(80, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    result = conjugate_gradient(op.apply, op.rhs(y), op.precondition, rtol=1e-13)
     lo, hi = ritz_extremes(result.alphas[0], result.betas[0])
     assert lo == pytest.approx(float(eig.min()), rel=1e-3)
     assert hi == pytest.approx(float(eig.max()), rel=1e-3)
@@ -214,17 +217,18 @@ def test_poor_conditioning_warns_with_the_number(monkeypatch):
     torch.testing.assert_close(coef, direct, rtol=0, atol=1e-6 * float(direct.abs().max()))
 
 
-def test_auto_picks_iterative_for_large_term_sets(monkeypatch):
+def test_auto_picks_iterative_for_large_image_bases(monkeypatch):
     kw = dict(m_image=160, m_text=28, seed=0)
     game = crossmodal_game(0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         small = approximate_crossmodal(game, N_I, N_T, **kw)
     assert small.estimation_info["solver"] == "direct"
-    monkeypatch.setattr(systems, "ITERATIVE_MIN_TERMS", 10)
+    monkeypatch.setattr(crossmodal, "EXACT_FEATURES", 10)
     large = approximate_crossmodal(game, N_I, N_T, **kw)
+    direct = approximate_crossmodal(game, N_I, N_T, solver="direct", **kw)
     assert large.estimation_info["solver"] == "iterative"
-    np.testing.assert_allclose(large.values, small.values, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(large.values, direct.values, rtol=0, atol=1e-8)
 
 
 def test_solver_argument_checked_before_the_game_runs():

@@ -1,13 +1,7 @@
 """Term lookups and weighted least-squares solvers (direct and iterative)."""
 
-from .systems import (
-    SOLVERS,
-    JointSystem,
-    check_solver,
-    crossmodal_method,
-    joint_method,
-    solve_crossmodal,
-)
+from .crossmodal import crossmodal_method, solve_crossmodal
+from .systems import SOLVERS, JointSystem, check_solver, joint_method
 from .terms import (
     centred_design,
     centred_to_product,
@@ -16,7 +10,7 @@ from .terms import (
     split_terms,
     terms_index,
 )
-from .wls import NotIdentifiableError, crossmodal_normal_equations, solve_normal_equations
+from .wls import NotIdentifiableError, solve_normal_equations
 
 __all__ = [
     "SOLVERS",
@@ -26,7 +20,6 @@ __all__ = [
     "centred_to_product",
     "check_solver",
     "crossmodal_method",
-    "crossmodal_normal_equations",
     "describe_pairs",
     "interaction_terms",
     "joint_method",

@@ -11,9 +11,9 @@
   ``sqrt(dim null / T)``, far above the tolerance); (3) the Lanczos estimate of the
   condition number from the CG coefficients warns when it is large.
 * ``"auto"``: iterative for order-<=2 term sets with at least ``ITERATIVE_LARGE_TERMS``
-  terms (the direct ``T x T`` system then takes gigabytes), or cross-modal ones with at least
-  ``ITERATIVE_MIN_TERMS`` terms whose modality blocks are all small enough to precondition
-  exactly (CG then converges in a few iterations); direct otherwise.
+  terms (the direct ``T x T`` system then takes gigabytes); direct otherwise. (The
+  cross-modal estimator, :mod:`fixlip_captum.solvers.crossmodal`, solves one modality at a
+  time with these same two methods.)
 """
 
 from __future__ import annotations
@@ -26,23 +26,22 @@ from typing import Any
 import torch
 
 from .cg import conjugate_gradient, ritz_extremes
-from .quadratic import EXACT_FEATURES, QuadraticNormalOperator, quadratic_layout
-from .terms import centred_design, split_terms, terms_index
-from .wls import NotIdentifiableError, crossmodal_normal_equations, solve_normal_equations
+from .quadratic import QuadraticNormalOperator, quadratic_layout
+from .terms import centred_design, terms_index
+from .wls import NotIdentifiableError, solve_normal_equations
 
 __all__ = [
     "ITERATIVE_LARGE_TERMS",
-    "ITERATIVE_MIN_TERMS",
     "SOLVERS",
     "JointSystem",
+    "check_distinct",
     "check_solver",
-    "crossmodal_method",
+    "iterative_solve",
     "joint_method",
-    "solve_crossmodal",
+    "resolve_method",
 ]
 
 SOLVERS = ("auto", "direct", "iterative")
-ITERATIVE_MIN_TERMS = 2500
 ITERATIVE_LARGE_TERMS = 10_000
 # CG stops at this relative residual of the normal equations.
 CG_RTOL = 1e-11
@@ -72,30 +71,23 @@ def check_solver(solver: str, max_order: int) -> str:
     return solver
 
 
-def _method(solver: str, n_terms: int, has_layout: bool, blocks_small: bool = False) -> str:
-    """The method ``solver`` stands for; ``blocks_small``: every modality's own block can
-    be preconditioned exactly (cross-modal designs only)."""
+def resolve_method(solver: str, large: bool, has_layout: bool) -> str:
+    """The method ``solver`` stands for: ``"auto"`` is iterative for a ``large`` order-<=2
+    system (``has_layout``), direct otherwise."""
     if solver == "iterative" and not has_layout:
         raise ValueError("solver='iterative' needs an order-<=2 term set with every singleton.")
     if solver == "auto":
-        fast = n_terms >= ITERATIVE_LARGE_TERMS or (blocks_small and n_terms >= ITERATIVE_MIN_TERMS)
-        return "iterative" if has_layout and fast else "direct"
+        return "iterative" if has_layout and large else "direct"
     return solver
 
 
 def joint_method(solver: str, terms: Sequence[tuple[int, ...]], n_players: int) -> str:
     """``"direct"`` or ``"iterative"``: what ``solver`` means for a joint design."""
-    return _method(solver, len(terms), quadratic_layout(terms, n_players) is not None)
+    has_layout = quadratic_layout(terms, n_players) is not None
+    return resolve_method(solver, len(terms) >= ITERATIVE_LARGE_TERMS, has_layout)
 
 
-def crossmodal_method(solver: str, terms: Sequence[tuple[int, ...]], n_image: int) -> str:
-    """``"direct"`` or ``"iterative"``: what ``solver`` means for a cross-modal design."""
-    image_feats, text_feats, _, _ = split_terms(terms, n_image)
-    small = max(len(image_feats), len(text_feats)) <= EXACT_FEATURES
-    return _method(solver, len(terms), quadratic_layout(terms, n_image) is not None, small)
-
-
-def _check_distinct(masks: torch.Tensor, needed: int, what: str, hint: str) -> None:
+def check_distinct(masks: torch.Tensor, needed: int, what: str, hint: str) -> None:
     """The count condition: ``needed`` features need at least as many distinct masks."""
     distinct = int(torch.unique(masks.to(torch.uint8), dim=0).shape[0])
     if distinct < needed:
@@ -104,7 +96,7 @@ def _check_distinct(masks: torch.Tensor, needed: int, what: str, hint: str) -> N
         )
 
 
-def _iterative_solve(
+def iterative_solve(
     op: QuadraticNormalOperator,
     rhs: torch.Tensor,
     constraints: Constraints | None,
@@ -112,8 +104,20 @@ def _iterative_solve(
     rtol: float,
     max_iter: int,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """CG on ``[b, (A^T of the constraints), A s]``; KKT by the Schur complement."""
-    t = rhs.shape[0]
+    """CG on ``[B, (A^T of the constraints), A s]``; KKT by the Schur complement.
+
+    Args:
+        op: The normal-equation operator and its preconditioner.
+        rhs: ``[T, r]`` right-hand sides (with constraints: ``r = 1``).
+        constraints: ``(A [c, T], d [c])`` enforced exactly, or ``None``.
+        hint: Appended to a :class:`NotIdentifiableError`.
+        rtol: Relative residual at which CG stops.
+        max_iter: Most CG iterations.
+
+    Returns:
+        ``(coef [T, r], info)``.
+    """
+    t, r = rhs.shape
     gen = torch.Generator(device="cpu").manual_seed(0)
     probe = torch.randn((t, 1), generator=gen, dtype=torch.float64).to(op.device)
     columns = [rhs, op.apply(probe)]
@@ -148,13 +152,13 @@ def _iterative_solve(
             f"equations are singular: a random vector is recovered only to {recovery:.1e}). "
             f"{hint}"
         )
-    coef = sol[:, 0]
+    coef = sol[:, :r]
     if constraints is not None:
         a, d = constraints
-        g_inv_at = sol[:, 1:-1]  # [T, r]
+        g_inv_at = sol[:, r:-1]  # [T, c]
         schur = a @ g_inv_at
-        lagrange = torch.linalg.solve(schur, a @ coef - d.to(torch.float64))
-        coef = coef - g_inv_at @ lagrange
+        lagrange = torch.linalg.solve(schur, a @ coef[:, 0] - d.to(torch.float64))
+        coef = coef - (g_inv_at @ lagrange)[:, None]
     if condition > WARN_CONDITION:
         warnings.warn(
             f"The least squares are poorly conditioned (condition number estimate "
@@ -172,62 +176,6 @@ def _iterative_solve(
         "identifiability_recovery_error": recovery,
     }
     return coef, info
-
-
-def solve_crossmodal(
-    image_masks: torch.Tensor,
-    image_weights: torch.Tensor,
-    text_masks: torch.Tensor,
-    text_weights: torch.Tensor,
-    values: torch.Tensor,
-    terms: Sequence[tuple[int, ...]],
-    n_image: int,
-    p: float,
-    *,
-    solver: str = "auto",
-    hint: str = "",
-    rtol: float = CG_RTOL,
-    max_iter: int = CG_MAX_ITER,
-) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Centred-basis coefficients of the cross-modal weighted least squares.
-
-    Args:
-        image_masks: ``[m_I, n_I]`` bool.
-        image_weights: ``[m_I]`` float64.
-        text_masks: ``[m_T, n_T]`` bool.
-        text_weights: ``[m_T]`` float64.
-        values: ``[m_I, m_T]`` value of every pair.
-        terms: Fitted terms (players ``0..n_I-1`` image, then text), closed under subsets.
-        n_image: ``n_I``.
-        p: Centring probability of the basis.
-        solver: ``"auto"``, ``"direct"`` or ``"iterative"``.
-        hint: Appended to a :class:`NotIdentifiableError` (the minimum budget).
-        rtol: Relative residual at which CG stops.
-        max_iter: Most CG iterations.
-
-    Returns:
-        ``(coef [T] float64, info)``; ``info["solver"]`` names the method used, with the CG
-        tolerance, iterations, residual and condition estimate for the iterative one.
-    """
-    device = values.device
-    layout = quadratic_layout(terms, n_image)
-    image_feats, text_feats, fi, gi = split_terms(terms, n_image)
-    method = crossmodal_method(solver, terms, n_image)
-    if method == "direct":
-        n_t = text_masks.shape[1]
-        phi_image = centred_design(image_masks, terms_index(image_feats, n_image).to(device), p)
-        phi_text = centred_design(text_masks, terms_index(text_feats, n_t).to(device), p)
-        gram, rhs = crossmodal_normal_equations(
-            phi_image, image_weights, phi_text, text_weights, values, fi.to(device), gi.to(device)
-        )
-        return solve_normal_equations(gram, rhs, hint=hint), {"solver": "direct"}
-    assert layout is not None
-    _check_distinct(image_masks, len(image_feats), "image masks", hint)
-    _check_distinct(text_masks, len(text_feats), "text masks", hint)
-    op = QuadraticNormalOperator(
-        layout, image_masks, image_weights, text_masks, text_weights, p, hint
-    )
-    return _iterative_solve(op, op.rhs(values), None, hint, rtol, max_iter)
 
 
 class JointSystem:
@@ -257,7 +205,7 @@ class JointSystem:
         self.p = p
         self.device = device
         self.layout = quadratic_layout(self.terms, n_players)
-        self.method = _method(solver, len(self.terms), self.layout is not None)
+        self.method = joint_method(solver, self.terms, n_players)
         t = len(self.terms)
         self.evaluations = 0
         if self.method == "direct":
@@ -294,14 +242,7 @@ class JointSystem:
         masks = torch.cat([c for c, _, _ in self._chunks])
         weights = torch.cat([w for _, w, _ in self._chunks])
         values = torch.cat([v for _, _, v in self._chunks])
-        _check_distinct(masks, len(self.terms), "coalitions", hint)
-        op = QuadraticNormalOperator(
-            self.layout,
-            masks,
-            weights,
-            torch.zeros((1, 0), dtype=torch.bool, device=self.device),
-            torch.ones(1, dtype=torch.float64, device=self.device),
-            self.p,
-            hint,
-        )
-        return _iterative_solve(op, op.rhs(values[:, None]), constraints, hint, rtol, max_iter)
+        check_distinct(masks, len(self.terms), "coalitions", hint)
+        op = QuadraticNormalOperator(self.layout, masks, weights, self.p, hint)
+        coef, info = iterative_solve(op, op.rhs(values[:, None]), constraints, hint, rtol, max_iter)
+        return coef[:, 0], info

@@ -3,14 +3,8 @@
 Model-agnostic path: the Gram ``Phi^T W Phi`` and right-hand side ``Phi^T W v`` are
 accumulated over chunks of coalitions, so memory is ``O(T^2 + chunk * T)``.
 
-Cross-modal path: rows are all pairs (image mask a, text mask b) with weight
-``w_I[a] w_T[b]``, and a term ``(f, g)`` (image part f, text part g) has design entry
-``phi_I[a, f] phi_T[b, g]``. Summing over pairs factorises:
-
-    Gram[(f,g), (f',g')] = G_I[f, f'] * G_T[g, g'],     G_I = Phi_I^T W_I Phi_I
-    rhs[(f,g)]           = (Phi_I^T W_I V W_T Phi_T)[f, g]
-
-so the cost is that of the two per-modality Grams plus one ``[T, T]`` gather.
+The cross-modal estimator solves one modality at a time with the same scaled Cholesky
+(:mod:`fixlip_captum.solvers.crossmodal`).
 """
 
 from __future__ import annotations
@@ -19,7 +13,6 @@ import torch
 
 __all__ = [
     "NotIdentifiableError",
-    "crossmodal_normal_equations",
     "scaled_cholesky",
     "solve_normal_equations",
 ]
@@ -86,42 +79,3 @@ def solve_normal_equations(
     kkt[t:, :t] = a
     solution = torch.linalg.solve(kkt, torch.cat([rhs, d]))
     return solution[:t]
-
-
-def crossmodal_normal_equations(
-    phi_image: torch.Tensor,
-    w_image: torch.Tensor,
-    phi_text: torch.Tensor,
-    w_text: torch.Tensor,
-    values: torch.Tensor,
-    image_feature: torch.Tensor,
-    text_feature: torch.Tensor,
-    chunk_size: int = 2048,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gram and right-hand side of the cross-modal weighted least squares.
-
-    Args:
-        phi_image: ``[m_I, F_I]`` image features of each image mask.
-        w_image: ``[m_I]`` weights of the image masks.
-        phi_text: ``[m_T, F_T]`` text features of each text mask.
-        w_text: ``[m_T]`` weights of the text masks.
-        values: ``[m_I, m_T]`` game values of every pair.
-        image_feature: ``[T]`` long, image feature of each term.
-        text_feature: ``[T]`` long, text feature of each term.
-        chunk_size: Rows of the ``[T, T]`` Gram assembled at a time (bounds temporaries).
-
-    Returns:
-        ``(gram [T, T], rhs [T])`` float64.
-    """
-    g_image = phi_image.T @ (w_image[:, None] * phi_image)
-    g_text = phi_text.T @ (w_text[:, None] * phi_text)
-    weighted = (w_image[:, None] * values) * w_text[None, :]
-    rhs_matrix = phi_image.T @ weighted @ phi_text
-    rhs = rhs_matrix[image_feature, text_feature]
-    t = image_feature.shape[0]
-    gram = torch.empty((t, t), dtype=torch.float64, device=values.device)
-    for start in range(0, t, chunk_size):
-        rows = slice(start, min(start + chunk_size, t))
-        gram[rows] = g_image[image_feature[rows]][:, image_feature]
-        gram[rows] *= g_text[text_feature[rows]][:, text_feature]
-    return gram, rhs

@@ -1,0 +1,204 @@
+"""The cross-modal least squares, solved one modality at a time.
+
+Rows are all pairs ``(a, b)`` of an image mask and a text mask, weighted ``w_I(a) w_T(b)``
+(the two modalities are independent under ``mu_p``). In the centred basis ``z`` the
+population Gram is the identity, so the faithful interaction of a term with image part
+``f`` and text part ``g`` is the coefficient ``E[v z_f z_g]`` of the orthogonal projection,
+and the projection onto *any* span containing ``z_f z_g`` has the same coefficient there.
+We therefore fit the product of the two modalities' bases, which factorises exactly on a
+product design: with ``Phi_I`` (``[m_I, F_I]``), ``Phi_T`` (``[m_T, F_T]``), ``G = Phi^T W
+Phi`` and the values ``V`` (``[m_I, m_T]``),
+
+    C = G_I^-1 Phi_I^T W_I  V  W_T Phi_T G_T^-1          ([F_I, F_T])
+
+and the term ``(f, g)`` is ``C[f, g]``. Step 1 (text): ``Q = W_T Phi_T G_T^-1`` and
+``M = V Q``, one column per text feature ``g``: the image function ``a -> v(a, .)``'s
+coefficient on ``z_g``. Step 2 (image): each column of ``M`` regressed on an image basis.
+
+Why not the joint least squares of the terms alone (the 0.1 estimator)? Both converge to
+the same faithful interactions, but the product basis also fits the higher-order products
+``z_f z_g`` (``|f| + |g| > k``) that a dual encoder's ``<u(a), w(b)>`` is full of, instead
+of leaving them in the residual, where they are sampling noise: at equal budget the MSE is
+several times lower (benchmarks/results/sample_efficiency.md), and no ``T x T`` system is
+formed. An exactly ``k``-additive game is still recovered exactly.
+
+Which image basis each text column uses (:func:`column_groups`): the whole image basis
+(every image feature of the lookup) while it has at most ``EXACT_FEATURES`` features;
+above that (ViT-B/16 and larger, all pairs), only the empty text column uses it (one CG
+solve) and a text column of order ``r >= 1`` uses the image features of order
+``<= max(1, k - r)``, which still contain every term of that column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .quadratic import EXACT_FEATURES, QuadraticNormalOperator, quadratic_layout
+from .systems import CG_MAX_ITER, CG_RTOL, check_distinct, iterative_solve, resolve_method
+from .terms import centred_design, split_terms, terms_index
+from .wls import scaled_cholesky
+
+__all__ = ["column_groups", "crossmodal_method", "solve_crossmodal"]
+
+Term = tuple[int, ...]
+_CHUNK = 2**12
+
+
+def column_groups(
+    image_feats: Sequence[Term], text_feats: Sequence[Term], max_order: int
+) -> list[tuple[list[int], list[int]]]:
+    """Which image basis regresses which text columns.
+
+    Args:
+        image_feats: Image features of the lookup (closed under subsets).
+        text_feats: Text features of the lookup.
+        max_order: Highest order of the lookup's terms.
+
+    Returns:
+        ``[(text columns, image basis)]`` as indices into ``text_feats`` / ``image_feats``;
+        every column appears once, and every image feature paired with a column in the
+        lookup is in that column's basis.
+    """
+    every = list(range(len(image_feats)))
+    if len(image_feats) <= EXACT_FEATURES:
+        return [(list(range(len(text_feats))), every)]
+    groups: dict[int, list[int]] = {}
+    for col, g in enumerate(text_feats):
+        groups.setdefault(len(g), []).append(col)
+    out = []
+    for order, cols in sorted(groups.items()):
+        if order == 0:
+            out.append((cols, every))
+        else:
+            top = max(1, max_order - order)
+            out.append((cols, [k for k, f in enumerate(image_feats) if len(f) <= top]))
+    return out
+
+
+def crossmodal_method(solver: str, terms: Sequence[Term], n_image: int) -> str:
+    """``"direct"`` or ``"iterative"``: how the image side's largest regression is solved.
+
+    ``"auto"`` is iterative when the image basis has more than ``EXACT_FEATURES`` features
+    (its Gram would take gigabytes) and the lookup has order <= 2.
+    """
+    image_feats, _, _, _ = split_terms(terms, n_image)
+    has_layout = quadratic_layout(image_feats, n_image) is not None
+    return resolve_method(solver, len(image_feats) > EXACT_FEATURES, has_layout)
+
+
+def _direct(
+    masks: torch.Tensor,
+    weights: torch.Tensor,
+    basis: Sequence[Term],
+    y: torch.Tensor,
+    p: float,
+    hint: str,
+) -> torch.Tensor:
+    """``G^-1 Phi^T W y`` for the basis ``basis`` (``y [m, r]`` -> ``[F, r]``), chunked."""
+    index = terms_index(basis, masks.shape[1]).to(masks.device)
+    f = len(basis)
+    gram = torch.zeros((f, f), dtype=torch.float64, device=weights.device)
+    rhs = torch.zeros((f, y.shape[1]), dtype=torch.float64, device=weights.device)
+    for start in range(0, masks.shape[0], _CHUNK):
+        phi = centred_design(masks[start : start + _CHUNK], index, p)
+        weighted = phi * weights[start : start + _CHUNK, None]
+        gram += weighted.T @ phi
+        rhs += weighted.T @ y[start : start + _CHUNK]
+    chol, scale = scaled_cholesky(gram, hint)
+    return scale[:, None] * torch.cholesky_solve(scale[:, None] * rhs, chol)
+
+
+def _iterative(
+    masks: torch.Tensor,
+    weights: torch.Tensor,
+    basis: Sequence[Term],
+    y: torch.Tensor,
+    p: float,
+    hint: str,
+    rtol: float,
+    max_iter: int,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The same regression by matrix-free CG (order <= 2 bases)."""
+    layout = quadratic_layout(basis, masks.shape[1])
+    assert layout is not None
+    check_distinct(masks, len(basis), "image masks", hint)
+    op = QuadraticNormalOperator(layout, masks, weights, p, hint)
+    return iterative_solve(op, op.rhs(y), None, hint, rtol, max_iter)
+
+
+def solve_crossmodal(
+    image_masks: torch.Tensor,
+    image_weights: torch.Tensor,
+    text_masks: torch.Tensor,
+    text_weights: torch.Tensor,
+    values: torch.Tensor,
+    terms: Sequence[Term],
+    n_image: int,
+    p: float,
+    *,
+    solver: str = "auto",
+    hint: str = "",
+    rtol: float = CG_RTOL,
+    max_iter: int = CG_MAX_ITER,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Centred-basis coefficients of the cross-modal estimator (module docstring).
+
+    Args:
+        image_masks: ``[m_I, n_I]`` bool.
+        image_weights: ``[m_I]`` float64.
+        text_masks: ``[m_T, n_T]`` bool.
+        text_weights: ``[m_T]`` float64.
+        values: ``[m_I, m_T]`` value of every pair.
+        terms: Fitted terms (players ``0..n_I-1`` image, then text), closed under subsets.
+        n_image: ``n_I``.
+        p: Centring probability of the basis.
+        solver: ``"auto"``, ``"direct"`` or ``"iterative"`` (for the image regressions;
+            the text side, at most a few thousand features, is always direct).
+        hint: Appended to a :class:`NotIdentifiableError` (the minimum budget).
+        rtol: Relative residual at which CG stops.
+        max_iter: Most CG iterations.
+
+    Returns:
+        ``(coef [T] float64, info)``; ``info["solver"]`` names the method of the largest
+        image regression, with the CG record when it is iterative.
+
+    Raises:
+        NotIdentifiableError: a modality's masks do not identify its features.
+    """
+    device = values.device
+    image_feats, text_feats, fi, gi = split_terms(terms, n_image)
+    max_order = max(len(t) for t in terms)
+    method = crossmodal_method(solver, terms, n_image)
+    # Text side: Q = W_T Phi_T G_T^-1, then M = V Q.
+    check_distinct(text_masks, len(text_feats), "text masks", hint)
+    phi_t = centred_design(text_masks, terms_index(text_feats, text_masks.shape[1]).to(device), p)
+    weighted_t = text_weights[:, None] * phi_t
+    chol, scale = scaled_cholesky(weighted_t.T @ phi_t, hint)
+    q = scale[:, None] * torch.cholesky_solve(scale[:, None] * weighted_t.T, chol)  # [F_T, m_T]
+    m = values.to(torch.float64) @ q.T  # [m_I, F_T]
+    check_distinct(image_masks, len(image_feats), "image masks", hint)
+    coef = torch.zeros(len(terms), dtype=torch.float64, device=device)
+    fi, gi = fi.to(device), gi.to(device)
+    info: dict[str, Any] = {"solver": "direct"}
+    for cols, rows in column_groups(image_feats, text_feats, max_order):
+        basis = [image_feats[k] for k in rows]
+        y = m[:, cols]
+        if method == "iterative" and (len(basis) > EXACT_FEATURES or solver == "iterative"):
+            c, cg_info = _iterative(
+                image_masks, image_weights, basis, y, p, hint, rtol=rtol, max_iter=max_iter
+            )
+            if len(basis) == len(image_feats):
+                info = cg_info
+        else:
+            c = _direct(image_masks, image_weights, basis, y, p, hint)
+        # Scatter C[f, g] into the terms of these columns.
+        row_of = torch.full((len(image_feats),), -1, dtype=torch.long, device=device)
+        row_of[torch.tensor(rows, device=device)] = torch.arange(len(rows), device=device)
+        col_of = torch.full((len(text_feats),), -1, dtype=torch.long, device=device)
+        col_of[torch.tensor(cols, device=device)] = torch.arange(len(cols), device=device)
+        mine = col_of[gi] >= 0
+        coef[mine] = c[row_of[fi[mine]], col_of[gi[mine]]]
+    return coef, info
