@@ -429,6 +429,78 @@ def tiny_open_clip_pe():
     )
 
 
+TINY_TIMM_RELPOS = "fixlip_test_relpos_tiny"
+TINY_TIMM_RELPOS_SHARED = "fixlip_test_relpos_shared_tiny"
+
+
+def _register_tiny_relpos() -> None:
+    """Register two 2-block timm ``VisionTransformerRelPos`` trunks (32 px, 8 px patches ->
+    4 x 4 grid): a class token, class-token pooling and a learned relative-offset bias table
+    per block under :data:`TINY_TIMM_RELPOS`; no class token, average pooling and one
+    log-coordinate MLP bias shared by the blocks under :data:`TINY_TIMM_RELPOS_SHARED`."""
+    import timm
+    from timm.models import register_model
+    from timm.models.vision_transformer_relpos import VisionTransformerRelPos
+
+    if TINY_TIMM_RELPOS in timm.list_models(TINY_TIMM_RELPOS):
+        return
+    common = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, init_values=None)
+
+    def build(name: str, **own):
+        def builder(pretrained: bool = False, **kwargs) -> VisionTransformerRelPos:
+            for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
+                kwargs.pop(key, None)
+            trunk = VisionTransformerRelPos(**{**common, **own, **kwargs})
+            trunk.default_cfg = {}  # what timm's own builders attach (open_clip reads it)
+            return trunk
+
+        builder.__name__ = name
+        register_model(builder)
+
+    build(TINY_TIMM_RELPOS, class_token=True, global_pool="token", rel_pos_type="bias")
+    build(TINY_TIMM_RELPOS_SHARED, global_pool="avg", rel_pos_type="mlp", shared_rel_pos=True)
+
+
+def _randomize_relpos_biases(model) -> None:
+    """timm initialises bias tables at zero (and the bias MLP's output near zero): fill
+    them with noise so that token drop with the wrong bias entries shows."""
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in model.visual.trunk.named_parameters():
+            if "rel_pos" in name:
+                p.copy_(torch.randn(p.shape, generator=g))
+
+
+@functools.cache
+def tiny_open_clip_relpos():
+    """``vit_relpos_*_cls`` layout: timm ``VisionTransformerRelPos`` trunk, a relative
+    position bias table per block, class-token pooling, linear projection."""
+    _register_tiny_relpos()
+    model = _tiny_custom_text_clip(
+        28, dict(image_size=32, timm_model_name=TINY_TIMM_RELPOS, timm_pool="", timm_proj="linear")
+    )
+    _randomize_relpos_biases(model)
+    return model
+
+
+@functools.cache
+def tiny_open_clip_relpos_shared():
+    """timm ``VisionTransformerRelPos`` without a class token: one log-coordinate MLP bias
+    shared by every block, average pooling."""
+    _register_tiny_relpos()
+    model = _tiny_custom_text_clip(
+        29,
+        dict(
+            image_size=32,
+            timm_model_name=TINY_TIMM_RELPOS_SHARED,
+            timm_pool="avg",
+            timm_proj=None,
+        ),
+    )
+    _randomize_relpos_biases(model)
+    return model
+
+
 @functools.cache
 def tiny_open_clip_resnet():
     """OpenAI RN50 layout (``ModifiedResNet``, attention-pool head) at 64 px: 2 x 2 default
@@ -598,6 +670,8 @@ def tiny_hf_metaclip2():
 TOWER_FAMILIES = {
     "open_clip_eva": (tiny_open_clip_eva, open_clip_bpe_tokenizer),
     "open_clip_pe": (tiny_open_clip_pe, open_clip_bpe_tokenizer),
+    "open_clip_relpos": (tiny_open_clip_relpos, open_clip_bpe_tokenizer),
+    "open_clip_relpos_shared": (tiny_open_clip_relpos_shared, open_clip_bpe_tokenizer),
     "open_clip_resnet": (tiny_open_clip_resnet, open_clip_bpe_tokenizer),
     "open_clip_convnext": (tiny_open_clip_convnext, open_clip_bpe_tokenizer),
     "open_clip_xlm_roberta": (tiny_open_clip_xlm_roberta, xlm_roberta_word_tokenizer),

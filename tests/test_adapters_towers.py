@@ -115,6 +115,84 @@ def test_eva_token_drop_keeps_rotary_positions(family: str) -> None:
             assert (drop[0] - drop[1]).abs().max() > 1e-4
 
 
+def _relpos_reference(
+    adapter: OpenCLIPAdapter, x: torch.Tensor, keep: torch.Tensor, packed: bool = False
+):
+    """Hand-built forward of a timm ``VisionTransformerRelPos`` trunk on the kept patch
+    tokens only: attention written out, each block's bias read from its own table (or the
+    shared bias) at the kept tokens' grid positions; ``packed``: at the first positions
+    instead (the bias of a shorter image, which is wrong and must change the result)."""
+    trunk = adapter.model.visual.trunk
+    prefix = trunk.num_prefix_tokens
+    tokens = trunk.patch_embed(x)[0]  # [n, D]
+    patches = torch.nonzero(keep).flatten()
+    seq = tokens[patches]
+    if prefix:
+        seq = torch.cat([trunk.cls_token[0], seq])
+    at = torch.arange(patches.numel()) if packed else patches
+    positions = torch.cat([torch.arange(prefix), at + prefix])
+
+    def bias_of(rel_pos) -> torch.Tensor:
+        if hasattr(rel_pos, "relative_position_bias_table"):  # learned table per offset
+            total = keep.numel() + prefix
+            index = rel_pos.relative_position_index.view(total, total)
+            sub = index[positions][:, positions]
+            return rel_pos.relative_position_bias_table[sub].permute(2, 0, 1)
+        full = rel_pos.get_bias()[0]
+        return torch.stack(
+            [torch.stack([full[:, i, j] for j in positions], dim=-1) for i in positions], dim=1
+        )
+
+    shared = bias_of(trunk.shared_rel_pos) if trunk.shared_rel_pos is not None else None
+    h = seq[None]
+    for blk in trunk.blocks:
+        a = blk.attn
+        bias = shared if a.rel_pos is None else bias_of(a.rel_pos)
+        y = blk.norm1(h)
+        qkv = a.qkv(y).reshape(1, y.shape[1], 3, a.num_heads, a.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = a.q_norm(qkv[0]), a.k_norm(qkv[1]), qkv[2]
+        att = ((q * a.scale) @ k.transpose(-2, -1) + bias).softmax(dim=-1)
+        out = a.proj((att @ v).transpose(1, 2).reshape(1, y.shape[1], -1))
+        h = h + blk.ls1(out)
+        h = h + blk.ls2(blk.mlp(blk.norm2(h)))
+    h = trunk.norm(h)
+    pooled = h[:, 0] if trunk.global_pool == "token" else h[:, prefix:].mean(dim=1)
+    feats = trunk.head(trunk.fc_norm(pooled))
+    return F.normalize(adapter.model.visual.head(feats), dim=-1)
+
+
+@pytest.mark.parametrize("family", ["open_clip_relpos", "open_clip_relpos_shared"])
+def test_relpos_token_drop_keeps_relative_positions(family: str) -> None:
+    adapter = _adapter(family)
+    assert adapter.image_maskings == ("mean", "drop")
+    x = _pixels(adapter, seed=5)
+    n = adapter.n_image_players
+    coalitions = _coalitions(n, 3, seed=6)[:3]
+    coalitions[2] = True
+    with torch.no_grad():
+        drop = adapter.encode_image(x, coalitions, "drop")
+        torch.testing.assert_close(drop[2:], adapter.encode_image(x), rtol=0, atol=1e-6)
+        for row, keep in enumerate(coalitions):
+            ref = _relpos_reference(adapter, x, keep)
+            torch.testing.assert_close(drop[row : row + 1], ref, rtol=0, atol=1e-5)
+        # the reference itself is the model when every patch is kept ...
+        full = _relpos_reference(adapter, x, coalitions[2])
+        torch.testing.assert_close(full, adapter.encode_image(x), rtol=0, atol=1e-5)
+        # ... and the kept tokens' positions matter: the same tokens at the first positions
+        # give another embedding
+        assert coalitions[0].any() and not coalitions[0, : int(coalitions[0].sum())].all()
+        packed = _relpos_reference(adapter, x, coalitions[0], packed=True)
+        assert (packed - drop[:1]).abs().max() > 1e-3
+        # masked patch content has no effect; drop is not mean masking
+        y = x.clone()
+        y[:, :, ~adapter._pixel_keep_mask(coalitions[:1])[0, 0].bool()] += 3.0
+        torch.testing.assert_close(
+            adapter.encode_image(y, coalitions[:1], "drop"), drop[:1], rtol=0, atol=1e-6
+        )
+        mean = adapter.encode_image(x, coalitions[:1], "mean")
+        assert (mean - drop[:1]).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("family", ["open_clip_resnet", "open_clip_convnext"])
 def test_pixel_grid_towers_mask_cells_to_the_mean_colour(family: str) -> None:
     adapter = _adapter(family)

@@ -54,6 +54,7 @@ from fixlip_captum.adapters.masking import (
 from fixlip_captum.adapters.open_clip_hf_text import HFTextTower, is_hf_text_encoder
 from fixlip_captum.adapters.pixel_grid import PlayerGrid, check_image_grid, default_pixel_grid
 from fixlip_captum.adapters.timm_eva import TimmEvaTower, is_timm_eva
+from fixlip_captum.adapters.timm_relpos import TimmRelPosTower, is_timm_relpos
 from fixlip_captum.adapters.tokens import check_token_ids, warn_unknown_words
 
 __all__ = ["OpenCLIPAdapter"]
@@ -377,7 +378,7 @@ def _unsupported(what: str, todo: str = "") -> UnsupportedModelError:
     )
 
 
-_VisionTower = _OpenCLIPViT | _TimmViT | TimmEvaTower | _PixelTower
+_VisionTower = _OpenCLIPViT | _TimmViT | TimmEvaTower | TimmRelPosTower | _PixelTower
 
 
 def _vision_tower(visual: torch.nn.Module) -> _VisionTower:
@@ -388,6 +389,8 @@ def _vision_tower(visual: torch.nn.Module) -> _VisionTower:
             return _OpenCLIPViT(visual)
         if isinstance(visual, TimmModel) and _is_timm_vit(visual.trunk):
             return _TimmViT(visual)
+        if isinstance(visual, TimmModel) and is_timm_relpos(visual.trunk):
+            return TimmRelPosTower(visual)
     except UnsupportedModelError:
         return _PixelTower(visual)
     if isinstance(visual, TimmModel) and is_timm_eva(visual.trunk):
