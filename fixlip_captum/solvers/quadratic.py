@@ -44,10 +44,13 @@ class QuadraticLayout:
 
     def to(self, device: torch.device) -> QuadraticLayout:
         return QuadraticLayout(
-            self.n_terms,
-            self.intercept,
-            *(t.to(device) for t in (self.single, self.players, self.rows, self.cols)),
-            self.pair_position.to(device),
+            n_terms=self.n_terms,
+            intercept=self.intercept,
+            single=self.single.to(device),
+            players=self.players.to(device),
+            rows=self.rows.to(device),
+            cols=self.cols.to(device),
+            pair_position=self.pair_position.to(device),
         )
 
 
