@@ -10,7 +10,8 @@ weighted least squares against the game ``v``:
 
 The cross-modal estimator exploits that under ``mu_p`` the image and text masks are
 independent: ``m_I`` image masks and ``m_T`` text masks give ``m_I * m_T`` values, and the
-normal equations factorise (see :mod:`fixlip_captum.solvers.wls`).
+least squares on the product of the two modalities' bases is solved one modality at a time
+(see :mod:`fixlip_captum.solvers.crossmodal`).
 
 Every public function validates its arguments once into a
 :class:`~fixlip_captum.settings.Settings` and a :class:`~fixlip_captum.settings.SamplingPlan`;
@@ -560,8 +561,9 @@ def approximate_crossmodal(
     (:func:`fixlip_captum.samplers.stratified_coalitions`), or all ``2^n`` of them with
     weights ``mu_p`` when ``m >= 2^n``. Under ``mu_p`` the two modalities are independent, so
     the product of the two weighted samples estimates ``mu_p`` over all ``n_I + n_T`` players
-    and the Gram factorises into the image Gram times the text Gram: no ``(pairs x terms)``
-    matrix is ever built. Identifiable at every budget ``>= minimum_budget`` for every seed.
+    and the least squares on the product of the image and text bases is solved one modality
+    at a time (:mod:`fixlip_captum.solvers.crossmodal`): no ``(pairs x terms)`` and no
+    ``T x T`` matrix is ever built. Identifiable at every budget ``>= minimum_budget`` for every seed.
 
     Args:
         game: Callable ``(image_coalitions [m_I, n_I] bool, text_coalitions [m_T, n_T] bool)
