@@ -563,7 +563,8 @@ def approximate_crossmodal(
     the product of the two weighted samples estimates ``mu_p`` over all ``n_I + n_T`` players
     and the least squares on the product of the image and text bases is solved one modality
     at a time (:mod:`fixlip_captum.solvers.crossmodal`): no ``(pairs x terms)`` and no
-    ``T x T`` matrix is ever built. Identifiable at every budget ``>= minimum_budget`` for every seed.
+    ``T x T`` matrix is ever built. Identifiable at every budget ``>= minimum_budget`` for
+    every seed.
 
     Args:
         game: Callable ``(image_coalitions [m_I, n_I] bool, text_coalitions [m_T, n_T] bool)
