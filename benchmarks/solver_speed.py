@@ -42,7 +42,7 @@ CONFIGS: dict[str, tuple[int, int, int | tuple[int, int], str, tuple[str, ...]]]
     "small": (49, 8, 2**17, "all", ("iterative", "direct", "dense")),
     "medium": (100, 12, 2**19, "all", ("iterative", "direct")),
     "vitb16-crossmodal": (196, 20, 2**21, "crossmodal", ("iterative", "direct")),
-    "vitb16-full": (196, 20, (20480, 212), "all", ("iterative",)),
+    "vitb16-full": (196, 20, (20480, 212), "all", ("iterative", "direct")),
     "vitl14-full": (256, 20, 2 * 32897 * 211, "all", ("iterative",)),
 }
 OUT = Path(tempfile.gettempdir())

@@ -19,7 +19,11 @@ from fixlip_captum.solvers import (
     systems,
     terms_index,
 )
-from fixlip_captum.solvers.cg import conjugate_gradient, ritz_extremes
+from fixlip_captum.solvers.cg import (
+    conjugate_gradient,
+    refined_conjugate_gradient,
+    ritz_extremes,
+)
 from fixlip_captum.solvers.quadratic import QuadraticNormalOperator, quadratic_layout
 
 N_I, N_T = 9, 5
@@ -33,7 +37,7 @@ def crossmodal_game(seed: int):
     q = torch.randn(N_I, N_I, generator=gen, dtype=torch.float64)
 
     def game(zi: torch.Tensor, zt: torch.Tensor) -> torch.Tensor:
-        xi, xt = zi.double(), zt.double()
+        xi, xt = zi.double().cpu(), zt.double().cpu()
         v = xi @ a @ xt.T + ((xi @ q) * xi).sum(1, keepdim=True)
         return v + 0.5 * torch.tanh(v) + xi[:, :1] * xi[:, 1:2] * xt[:, 0]
 
@@ -74,6 +78,18 @@ def test_crossmodal_iterative_equals_direct(pairs, p, preconditioner):
     assert info["solver"] == "iterative" and info["cg_tolerance"] == systems.CG_RTOL
     assert 0 < info["cg_iterations"] < 200 and info["cg_relative_residual"] < 1e-11
     assert 1.0 <= info["condition_estimate"] < 1e3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("p", [0.3, 0.7])
+def test_crossmodal_iterative_equals_direct_on_cuda(p, monkeypatch):
+    monkeypatch.setattr(quadratic, "EXACT_FEATURES", 0)  # the diagonal preconditioner
+    kw = dict(m_image=160, m_text=2**N_T, p=p, seed=3, device="cuda")
+    game = crossmodal_game(1)
+    direct = approximate_crossmodal(game, N_I, N_T, solver="direct", **kw)
+    iterative = approximate_crossmodal(game, N_I, N_T, solver="iterative", **kw)
+    np.testing.assert_allclose(iterative.values, direct.values, rtol=0, atol=1e-8)
+    assert iterative.estimation_info["cg_relative_residual"] < 1e-11
 
 
 @pytest.mark.parametrize(
@@ -154,6 +170,62 @@ def test_conjugate_gradient_solves_several_columns():
     result = conjugate_gradient(lambda x: a @ x, b, lambda r: r, rtol=1e-12)
     assert result.converged and result.iterations <= 80
     torch.testing.assert_close(result.solution, torch.linalg.solve(a, b), rtol=0, atol=1e-8)
+
+
+def _ill_conditioned(seed: int = 0, size: int = 60, condition: float = 1e4):
+    gen = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(size, size, generator=gen, dtype=torch.float64))
+    eig = torch.logspace(0, -np.log10(condition), size, dtype=torch.float64)
+    a = (q * eig) @ q.T
+    return a, torch.randn(size, 2, generator=gen, dtype=torch.float64)
+
+
+def test_refinement_reaches_the_true_residual_with_a_float32_operator():
+    """Float32 products inside, float64 residuals outside: the solution is that of the
+    float64 system to the requested residual, which plain float32 CG cannot reach."""
+    a, b = _ill_conditioned()
+    a32 = a.float()
+    exact = torch.linalg.solve(a, b)
+    result = refined_conjugate_gradient(
+        lambda x: a @ x, lambda x: (a32 @ x.float()).double(), b, lambda r: r, rtol=1e-12
+    )
+    assert result.converged and result.refinements >= 2
+    true_residual = (b - a @ result.solution).norm(dim=0) / b.norm(dim=0)
+    assert float(true_residual.max()) <= 1e-12
+    assert float((result.solution - exact).norm() / exact.norm()) < 1e-8
+    single = conjugate_gradient(lambda x: (a32 @ x.float()).double(), b, lambda r: r, rtol=1e-12)
+    assert float((single.solution - exact).norm() / exact.norm()) > 1e-6
+
+
+def test_refinement_falls_back_to_the_exact_operator_when_the_fast_one_is_too_rough():
+    a, b = _ill_conditioned(1)
+    noise = torch.randn(a.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    rough = a + 1e-2 * (noise + noise.T)  # condition 1e4 x error 1e-2: no contraction
+    result = refined_conjugate_gradient(lambda x: a @ x, lambda x: rough @ x, b, lambda r: r)
+    assert result.converged
+    torch.testing.assert_close(result.solution, torch.linalg.solve(a, b), rtol=0, atol=1e-6)
+
+
+def test_refinement_stops_the_probe_on_its_error():
+    a, b = _ill_conditioned(3)
+    probe = torch.randn(a.shape[0], generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    rhs = torch.cat([b[:, :1], (a @ probe)[:, None]], dim=1)
+    result = refined_conjugate_gradient(
+        lambda x: a @ x, lambda x: a @ x, rhs, lambda r: r, rtol=1e-12, probe=probe, probe_tol=1e-3
+    )
+    error = float((result.solution[:, 1] - probe).norm() / probe.norm())
+    assert result.converged and error <= 1e-3
+    assert float((b[:, 0] - a @ result.solution[:, 0]).norm() / b[:, 0].norm()) <= 1e-12
+
+
+def test_single_precision_operator_matches_the_double_one():
+    zi, wi, _, _, _, _ = _problem(300, 20, 0.3, 5)
+    terms = interaction_terms(N_I, 2)
+    op = QuadraticNormalOperator(quadratic_layout(terms, N_I), zi, wi, 0.3)
+    c = torch.randn(len(terms), 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    exact, single = op.apply(c), op.apply_single(c)
+    assert single.dtype == torch.float64
+    assert 0 < float((single - exact).norm() / exact.norm()) < 1e-5
 
 
 def test_too_few_distinct_masks_refused():

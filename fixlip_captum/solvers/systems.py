@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .cg import conjugate_gradient, ritz_extremes
+from .cg import refined_conjugate_gradient, ritz_extremes
 from .quadratic import QuadraticNormalOperator, quadratic_layout
 from .terms import centred_design, terms_index
 from .wls import NotIdentifiableError, solve_normal_equations
@@ -123,8 +123,9 @@ def iterative_solve(
     columns = [rhs, op.apply(probe)]
     if constraints is not None:
         columns.insert(1, constraints[0].T.to(torch.float64))
-    result = conjugate_gradient(
+    result = refined_conjugate_gradient(
         op.apply,
+        op.apply_single,
         torch.cat(columns, dim=1),
         op.precondition,
         rtol=rtol,
@@ -171,6 +172,7 @@ def iterative_solve(
         "solver": "iterative",
         "cg_tolerance": rtol,
         "cg_iterations": result.iterations,
+        "cg_refinements": result.refinements,
         "cg_relative_residual": float(result.relative_residual[0]),
         "condition_estimate": condition,
         "identifiability_recovery_error": recovery,
