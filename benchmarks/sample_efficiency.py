@@ -9,8 +9,10 @@ and 4 tokens (the other players always kept), so exact FWBII(p) is computable fr
 then read the table, so both see the very same game). MSE of the order-1 and order-2 terms
 against exact, averaged over seeds, at p in {0.3, 0.5, 0.7}.
 
-Full pairs (36 patches + all caption tokens): MSE against a high-budget estimate of the new
-estimator (``--full-reference``, log2 pairs) on a shared cache of encoded masks.
+Full pairs (36 patches + all caption tokens, captions of 6-12 tokens): MSE against a
+high-budget estimate of the new estimator (``--full-reference``, log2 pairs, its own seed)
+on a shared cache of encoded masks. Budgets below a pair's identifiable minimum are
+reported as failures of both estimators.
 
 "previous" is the estimator as released in 0.1 (i.i.d. Bernoulli masks per modality, the
 0.1 split rule, enumeration only of a whole modality), rebuilt here from the public solver
@@ -151,15 +153,31 @@ class CachedGame:
         return torch.stack([cache[k] for k in keys])
 
     def __call__(self, zi: torch.Tensor, zt: torch.Tensor) -> torch.Tensor:
-        enc = self.game._enc
-        ei = self._embed(zi, self.image, enc.images)
-        et = self._embed(zt, self.text, enc.texts)
-        return enc.similarity(ei, et).double()
+        game = self.game
+        ei = self._embed(zi, self.image, game._images)
+        et = self._embed(zt, self.text, game._texts)
+        return game._similarity(ei, et).double()
 
 
 def scene_game(adapter, seed: int, batch_size: int = 256) -> CrossModalGame:
     sample = generate_sample(seed)
     return CrossModalGame(adapter, sample.image, sample.caption.text, batch_size=batch_size)
+
+
+def full_pair_games(adapter, count: int) -> list[CrossModalGame]:
+    """The first ``count`` scenes from seed 200 on whose captions have 6-12 tokens, each of
+    a different length (36 patches + 6-12 tokens: the issue's full pairs)."""
+    games: list[CrossModalGame] = []
+    lengths: set[int] = set()
+    seed = 200
+    while len(games) < count:
+        game = scene_game(adapter, seed)
+        if 6 <= game.n_text <= 12 and game.n_text not in lengths:
+            game.scene_seed = seed  # type: ignore[attr-defined]
+            games.append(game)
+            lengths.add(game.n_text)
+        seed += 1
+    return games
 
 
 def small_table(game: CrossModalGame, n_i: int, n_t: int, seed: int) -> TableGame:
@@ -201,7 +219,7 @@ def run_grid(game, n_i, n_t, reference, budgets, seeds, label, rows):
             )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=2, help="scene pairs for small games")
     parser.add_argument("--seeds", type=int, default=5)
@@ -212,7 +230,7 @@ def main() -> None:
     parser.add_argument("--full-seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/sample_efficiency.md")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     budgets = [int(x) for x in args.log2.split(",")]
     model, _, tokenizer = load_default()
@@ -234,14 +252,13 @@ def main() -> None:
         label = f"scene {100 + pair}: {n_i}+{n_t} exact"
         run_grid(table, n_i, n_t, reference, budgets, args.seeds, label, rows)
     full_budgets = [int(x) for x in args.full_log2.split(",")] if args.full_pairs else []
-    for pair in range(args.full_pairs):
-        game = scene_game(adapter, seed=200 + pair)
+    for game in full_pair_games(adapter, args.full_pairs):
         cached = CachedGame(game)
         n_i, n_t = game.n_image, game.n_text
         reference = {
             p: new_estimator(cached, n_i, n_t, 2**args.full_reference, p, 12345) for p in PS
         }
-        label = f"scene {200 + pair}: {n_i}+{n_t} vs 2^{args.full_reference}"
+        label = f"scene {game.scene_seed}: {n_i}+{n_t} vs 2^{args.full_reference}"
         run_grid(cached, n_i, n_t, reference, full_budgets, args.full_seeds, label, rows)
     seconds = time.perf_counter() - start
     lines = [

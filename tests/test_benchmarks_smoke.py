@@ -79,3 +79,24 @@ def test_runtime_benchmark_reduced(tmp_path):
     assert float(agnostic["bare_seconds"]) > 0 and float(agnostic["overhead"]) > 0.5
     assert rows["crossmodal"]["status"] in ("ok", "not identifiable")
     assert (tmp_path / "runtime.md").read_text().startswith("# Runtime")
+
+
+def test_sample_efficiency_benchmark_reduced(tmp_path):
+    from benchmarks import sample_efficiency
+
+    out = tmp_path / "sample_efficiency.md"
+    argv = ["--pairs", "1", "--seeds", "1", "--log2", "11,16", "--full-pairs", "1"]
+    argv += ["--full-log2", "14", "--full-reference", "15", "--full-seeds", "1"]
+    sample_efficiency.main([*argv, "--out", str(out)])
+    lines = out.read_text().splitlines()
+    rows = [line.split(" | ") for line in lines if line.startswith("| scene")]
+    assert len(rows) == 3 * 2 + 3  # p in {0.3, 0.5, 0.7}: two small budgets, one full
+    for row in rows:
+        previous, new = float(row[3]), float(row[5])
+        assert math.isfinite(new) and row[6] == "0"  # ours: identifiable at every budget
+        # 0.1's i.i.d. masks may not identify a full pair at 2^14 (duplicates): a failure.
+        assert math.isfinite(previous) == (row[4] == "0")
+        if row[2] == "2^16":  # 4096 x 16: the whole 12 + 4 game, both estimators exact
+            assert previous < 1e-20 and new < 1e-20
+        else:
+            assert new > 0

@@ -225,19 +225,23 @@ def centred(coalitions: np.ndarray, players, p: float) -> np.ndarray:
     return np.prod(z[:, list(players)], axis=1) if players else np.ones(len(coalitions))
 
 
-def tensor_reference(zi, wi, zt, wt, game, terms, n_i: int, p: float, image_basis) -> dict:
+def tensor_reference(
+    zi, wi, zt, wt, game, terms, n_i: int, p: float, image_basis, extra_text=()
+) -> dict:
     """Brute force of the cross-modal estimator: per text column group, the dense weighted
     least squares over ALL image-text pairs on the product basis ``z_f(a) z_g(b)`` (``f`` in
-    the group's image basis, ``g`` any text feature), its centred coefficients of the lookup
-    terms kept, then the product-basis values by the Moebius transform of that surrogate."""
+    the group's image basis, ``g`` any text feature of the lookup or ``extra_text``), its
+    centred coefficients of the lookup terms kept, then the product-basis values by the
+    Moebius transform of that surrogate."""
     f_of = {t: tuple(i for i in t if i < n_i) for t in terms}
     g_of = {t: tuple(i for i in t if i >= n_i) for t in terms}
     text_feats = sorted(set(g_of.values()), key=lambda g: (len(g), g))
+    text_feats += [tuple(n_i + i for i in g) for g in extra_text]
     joint = np.concatenate([np.repeat(zi, len(zt), axis=0), np.tile(zt, (len(zi), 1))], axis=1)
     v = game(torch.tensor(joint)).numpy()
     w = np.outer(wi, wt).reshape(-1)
     coef = {}
-    for g_order in sorted({len(g) for g in text_feats}):
+    for g_order in sorted({len(g) for g in g_of.values()}):
         basis = image_basis(g_order)
         feats = [(f, g) for f in basis for g in text_feats]
         x = np.stack([centred(joint, f + g, p) for f, g in feats], axis=1)
@@ -287,13 +291,26 @@ def _recorded_crossmodal(game, n_i, n_t, p, pairs, **kw):
 @pytest.mark.parametrize("pairs", ["all", "crossmodal", [0, 2, 5, 9, 10]])
 @pytest.mark.parametrize("p", [0.3, 0.5])
 def test_crossmodal_equals_dense_weighted_least_squares(pairs, p):
-    """Small image basis: every text column on the whole image basis."""
+    """Small image basis: every text column on the whole image basis, both modalities'
+    bases enriched by the next order where the masks afford it (300 image, 60 text)."""
     n_i, n_t = 9, 6
     game = random_game(n_i + n_t, seed=4)
     iv, zi, wi, zt, wt, image_feats = _recorded_crossmodal(game, n_i, n_t, p, pairs)
-    assert not iv.estimation_info["text_enumerated"]
+    info = iv.estimation_info
+    assert not info["text_enumerated"]
     terms = list(iv.interaction_lookup)
-    ref = tensor_reference(zi, wi, zt, wt, game, terms, n_i, p, lambda order: image_feats)
+    _, text_feats, _, _ = split_terms(terms, n_i)
+    extra_i = crossmodal.richer_basis(image_feats, n_i, 300)
+    extra_t = crossmodal.richer_basis(text_feats, n_t, 60)
+    # "all": image features of order <= 3 (130 <= 300 / 1.5), text not (42 > 60 / 1.5);
+    # "crossmodal": image order <= 2 (46), text order <= 2 (22).
+    assert (info["extra_image_features"], info["extra_text_features"]) == (
+        len(extra_i),
+        len(extra_t),
+    )
+    assert extra_i and (bool(extra_t) == (pairs == "crossmodal"))
+    basis = image_feats + extra_i
+    ref = tensor_reference(zi, wi, zt, wt, game, terms, n_i, p, lambda order: basis, extra_t)
     assert max(abs(iv[t] - ref[t]) for t in terms) < 1e-8
     if pairs == "crossmodal":
         assert all(len(t) < 2 or (t[0] < n_i <= t[1]) for t in terms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -67,7 +68,10 @@ def preconditioner(request, monkeypatch):
 
 @pytest.mark.parametrize("p", [0.3, 0.5, 0.7])
 @pytest.mark.parametrize("pairs", LOOKUPS, ids=["all", "crossmodal", "subset"])
-def test_crossmodal_iterative_equals_direct(pairs, p, preconditioner):
+def test_crossmodal_iterative_equals_direct(pairs, p, preconditioner, monkeypatch):
+    # The lookup's own product basis (no richer image basis, which only the direct solve
+    # fits: see test_richer_image_basis_only_where_solved_directly).
+    monkeypatch.setattr(crossmodal, "RICHER_MIN_RATIO", math.inf)
     kw = dict(m_image=160, m_text=2**N_T, p=p, seed=3, pairs=pairs)  # text enumerated
     game = crossmodal_game(1)
     direct = approximate_crossmodal(game, N_I, N_T, solver="direct", **kw)
@@ -78,6 +82,16 @@ def test_crossmodal_iterative_equals_direct(pairs, p, preconditioner):
     assert info["solver"] == "iterative" and info["cg_tolerance"] == systems.CG_RTOL
     assert 0 < info["cg_iterations"] < 200 and info["cg_relative_residual"] < 1e-11
     assert 1.0 <= info["condition_estimate"] < 1e3
+
+
+def test_richer_image_basis_only_where_solved_directly():
+    kw = dict(m_image=160, m_text=2**N_T, p=0.3, seed=3, pairs="crossmodal")
+    game = crossmodal_game(1)
+    direct = approximate_crossmodal(game, N_I, N_T, solver="direct", **kw).estimation_info
+    iterative = approximate_crossmodal(game, N_I, N_T, solver="iterative", **kw).estimation_info
+    # image: 1 + 9 lookup features, + 36 pairs (46 <= 160 / 1.5); text: 1 + 5, + 10 pairs.
+    assert (direct["extra_image_features"], direct["extra_text_features"]) == (36, 10)
+    assert (iterative["extra_image_features"], iterative["extra_text_features"]) == (0, 10)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -22,6 +22,15 @@ of leaving them in the residual, where they are sampling noise: at equal budget 
 several times lower (benchmarks/results/sample_efficiency.md), and no ``T x T`` system is
 formed. An exactly ``k``-additive game is still recovered exactly.
 
+**A richer basis where it is cheap** (:func:`richer_basis`): the same argument allows any
+further orthonormal features in a modality's basis, and where the masks afford it (at most
+``EXACT_FEATURES`` features in all and at least ``RICHER_MIN_RATIO`` masks per feature)
+each modality's basis also holds every feature of the next order (order 3 for an order-2
+lookup). The estimand is unchanged; the fitted higher-order part of the value leaves the
+residual, so at equal budget the MSE drops by a further 10-100x on the small games of
+benchmarks/results/sample_efficiency.md. Should the richer Gram be singular for a draw,
+that modality falls back to its lookup basis.
+
 Which image basis each text column uses (:func:`column_groups`): the whole image basis
 (every image feature of the lookup) while it has at most ``EXACT_FEATURES`` features;
 above that (ViT-B/16 and larger, all pairs), only the empty text column uses it (one CG
@@ -31,6 +40,8 @@ solve) and a text column of order ``r >= 1`` uses the image features of order
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,12 +50,46 @@ import torch
 from .quadratic import EXACT_FEATURES, QuadraticNormalOperator, quadratic_layout
 from .systems import CG_MAX_ITER, CG_RTOL, check_distinct, iterative_solve, resolve_method
 from .terms import centred_design, split_terms, terms_index
-from .wls import scaled_cholesky
+from .wls import NotIdentifiableError, scaled_cholesky
 
-__all__ = ["column_groups", "crossmodal_method", "solve_crossmodal"]
+__all__ = [
+    "RICHER_MIN_RATIO",
+    "column_groups",
+    "crossmodal_method",
+    "richer_basis",
+    "solve_crossmodal",
+]
 
 Term = tuple[int, ...]
 _CHUNK = 2**12
+# A modality's basis is enriched only with at least this many masks per feature.
+RICHER_MIN_RATIO = 1.5
+
+
+def richer_basis(features: Sequence[Term], n_players: int, n_masks: int) -> list[Term]:
+    """Features to add to one modality's basis: every feature of order up to one above the
+    highest in ``features`` that is not there yet, or ``[]`` when the basis would exceed
+    ``EXACT_FEATURES`` features or ``n_masks / RICHER_MIN_RATIO``.
+
+    Args:
+        features: The modality's features of the lookup (closed under subsets).
+        n_players: Players of the modality.
+        n_masks: Its (distinct) masks.
+
+    Returns:
+        The added features, sorted by order (empty when not affordable).
+    """
+    order = min(n_players, max((len(f) for f in features), default=0) + 1)
+    total = sum(math.comb(n_players, k) for k in range(order + 1))
+    if total == len(features) or total > min(EXACT_FEATURES, n_masks / RICHER_MIN_RATIO):
+        return []
+    have = set(features)
+    return [
+        t
+        for k in range(order + 1)
+        for t in itertools.combinations(range(n_players), k)
+        if t not in have
+    ]
 
 
 def column_groups(
@@ -111,6 +156,16 @@ def _direct(
     return scale[:, None] * torch.cholesky_solve(scale[:, None] * rhs, chol)
 
 
+def _text_solve(
+    masks: torch.Tensor, weights: torch.Tensor, basis: Sequence[Term], p: float, hint: str
+) -> torch.Tensor:
+    """``Q^T = G_T^-1 Phi_T^T W_T`` (``[F, m_T]``) for the text basis ``basis``."""
+    phi = centred_design(masks, terms_index(basis, masks.shape[1]).to(masks.device), p)
+    weighted = weights[:, None] * phi
+    chol, scale = scaled_cholesky(weighted.T @ phi, hint)
+    return scale[:, None] * torch.cholesky_solve(scale[:, None] * weighted.T, chol)
+
+
 def _iterative(
     masks: torch.Tensor,
     weights: torch.Tensor,
@@ -143,6 +198,7 @@ def solve_crossmodal(
     hint: str = "",
     rtol: float = CG_RTOL,
     max_iter: int = CG_MAX_ITER,
+    richer_bases: bool = True,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Centred-basis coefficients of the cross-modal estimator (module docstring).
 
@@ -160,10 +216,16 @@ def solve_crossmodal(
         hint: Appended to a :class:`NotIdentifiableError` (the minimum budget).
         rtol: Relative residual at which CG stops.
         max_iter: Most CG iterations.
+        richer_bases: Enrich each modality's basis where affordable (:func:`richer_basis`;
+            the image side only when it is solved directly, since CG's operator is of order
+            2: ``solver="iterative"`` fits the lookup's own image basis). ``False`` fits the
+            lookup's own product basis.
 
     Returns:
         ``(coef [T] float64, info)``; ``info["solver"]`` names the method of the largest
-        image regression, with the CG record when it is iterative.
+        image regression, with the CG record when it is iterative;
+        ``info["extra_image_features"]`` / ``["extra_text_features"]`` count the features
+        the richer bases added.
 
     Raises:
         NotIdentifiableError: a modality's masks do not identify its features.
@@ -172,14 +234,28 @@ def solve_crossmodal(
     image_feats, text_feats, fi, gi = split_terms(terms, n_image)
     max_order = max(len(t) for t in terms)
     method = crossmodal_method(solver, terms, n_image)
-    # Text side: Q = W_T Phi_T G_T^-1, then M = V Q.
+    # Text side: Q = W_T Phi_T G_T^-1, then M = V Q (the lookup's text columns only).
     check_distinct(text_masks, len(text_feats), "text masks", hint)
-    phi_t = centred_design(text_masks, terms_index(text_feats, text_masks.shape[1]).to(device), p)
-    weighted_t = text_weights[:, None] * phi_t
-    chol, scale = scaled_cholesky(weighted_t.T @ phi_t, hint)
-    q = scale[:, None] * torch.cholesky_solve(scale[:, None] * weighted_t.T, chol)  # [F_T, m_T]
-    m = values.to(torch.float64) @ q.T  # [m_I, F_T]
+    extra_t = (
+        richer_basis(text_feats, text_masks.shape[1], text_masks.shape[0]) if richer_bases else []
+    )
+    q = None
+    if extra_t:
+        try:
+            q = _text_solve(text_masks, text_weights, text_feats + extra_t, p, hint)
+        except NotIdentifiableError:
+            extra_t = []
+    if q is None:
+        q = _text_solve(text_masks, text_weights, text_feats, p, hint)
+    m = values.to(torch.float64) @ q[: len(text_feats)].T  # [m_I, F_T]
     check_distinct(image_masks, len(image_feats), "image masks", hint)
+    # The image side is enriched only where it is solved directly (CG's operator is order-2).
+    richer_image = richer_bases and method == "direct"
+    extra_i = (
+        richer_basis(image_feats, image_masks.shape[1], image_masks.shape[0])
+        if richer_image
+        else []
+    )
     coef = torch.zeros(len(terms), dtype=torch.float64, device=device)
     fi, gi = fi.to(device), gi.to(device)
     info: dict[str, Any] = {"solver": "direct"}
@@ -192,6 +268,12 @@ def solve_crossmodal(
             )
             if len(basis) == len(image_feats):
                 info = cg_info
+        elif extra_i:
+            try:
+                c = _direct(image_masks, image_weights, basis + extra_i, y, p, hint)
+            except NotIdentifiableError:
+                extra_i = []
+                c = _direct(image_masks, image_weights, basis, y, p, hint)
         else:
             c = _direct(image_masks, image_weights, basis, y, p, hint)
         # Scatter C[f, g] into the terms of these columns.
@@ -201,4 +283,6 @@ def solve_crossmodal(
         col_of[torch.tensor(cols, device=device)] = torch.arange(len(cols), device=device)
         mine = col_of[gi] >= 0
         coef[mine] = c[row_of[fi[mine]], col_of[gi[mine]]]
+    info["extra_image_features"] = len(extra_i)
+    info["extra_text_features"] = len(extra_t)
     return coef, info
