@@ -223,8 +223,10 @@ def tokenizer_for(name: str, model: Any) -> Any:
         cfg = text.config
         bos = getattr(cfg, "bos_token_id", None) if cfg.model_type != "mt5" else None
         return IdTokenizer(cfg.vocab_size, bos, cfg.eos_token_id, cfg.pad_token_id, 32)
+    text_cfg = open_clip.get_model_config(name).get("text_cfg", {})
     eos = getattr(text, "eos_id", None)
-    pad = int(getattr(text, "pad_id", 0) or 0)
+    eos = text_cfg.get("eos_id", eos)  # e.g. the worldwide (XLM-V) towers: eos_id 2
+    pad = int(text_cfg.get("pad_id", getattr(text, "pad_id", 0)) or 0)
     eos = 1 if eos is None else int(eos)
     return IdTokenizer(
         int(text.vocab_size), None, eos, pad if pad != 0 else eos, int(text.context_length)

@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for label, p, log2, pm, pf, nm, nf, ratio in rows:
         lines.append(
-            f"| {label} | {p} | 2^{log2} | {pm:.3e} | {pf} | {nm:.3e} | {nf} | {ratio:.3f} |"
+            f"| {label} | {p} | 2^{log2} | {pm:.3e} | {pf} | {nm:.3e} | {nf} | {ratio:.2g} |"
         )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.out).with_suffix(".tmp")

@@ -63,7 +63,7 @@ from .solvers import (
     terms_index,
 )
 from .solvers.quadratic import EXACT_FEATURES
-from .solvers.terms import PairsSpec
+from .solvers.terms import PairsSpec, weighted_gram, weighted_rhs
 
 __all__ = [
     "MAX_EXACT_PLAYERS",
@@ -114,21 +114,6 @@ def _anchors(terms: Sequence[Term], n: int, p: float) -> list[Term]:
     if p <= 0.5:
         return list(terms)
     return [tuple(i for i in range(n) if i not in set(t)) for t in terms]
-
-
-def _gram(
-    coalitions: torch.Tensor,
-    weights: torch.Tensor,
-    index: torch.Tensor,
-    p: float,
-    chunk: int = 2**12,
-) -> torch.Tensor:
-    t = index.shape[0]
-    gram = torch.zeros((t, t), dtype=torch.float64, device=coalitions.device)
-    for start in range(0, coalitions.shape[0], chunk):
-        phi = centred_design(coalitions[start : start + chunk], index, p)
-        gram += (phi * weights[start : start + chunk, None]).T @ phi
-    return gram
 
 
 def _draw(
@@ -186,7 +171,7 @@ def _draw(
         coalitions, weights, info = stratified_coalitions(
             m, n, size_mass, gen, device=device, **options
         )
-        gram = _gram(coalitions, weights, index, basis_p)
+        gram = weighted_gram(coalitions, weights, index, basis_p)
         pivot = _min_pivot(gram + extra)
         if pivot > best[0]:
             best = (pivot, name, (coalitions, weights, info), gram)
@@ -238,21 +223,6 @@ def _values(
     return torch.cat(parts)
 
 
-def _rhs(
-    coalitions: torch.Tensor,
-    weights: torch.Tensor,
-    values: torch.Tensor,
-    index: torch.Tensor,
-    p: float,
-    chunk: int = 2**12,
-) -> torch.Tensor:
-    rhs = torch.zeros(index.shape[0], dtype=torch.float64, device=coalitions.device)
-    for start in range(0, coalitions.shape[0], chunk):
-        phi = centred_design(coalitions[start : start + chunk], index, p)
-        rhs += phi.T @ (weights[start : start + chunk] * values[start : start + chunk])
-    return rhs
-
-
 def estimate_joint(
     game: JointGame,
     plan: SamplingPlan,
@@ -291,7 +261,7 @@ def estimate_joint(
         else:
             weights = weighted_banzhaf_weights(coalitions, p)
         if direct:
-            gram = _gram(coalitions, weights, index_t, p)
+            gram = weighted_gram(coalitions, weights, index_t, p)
         sampler: dict[str, Any] = {}
         estimator = "exact"
     else:
@@ -323,7 +293,7 @@ def estimate_joint(
         used += 2
     if direct:
         assert gram is not None
-        rhs = _rhs(coalitions, weights, values, index_t, p)
+        rhs = weighted_rhs(coalitions, weights, values, index_t, p)
         coef = solve_normal_equations(gram, rhs, constraints, hint=plan.hint)
         solver_info: dict[str, Any] = {"solver": "direct"}
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 
 import numpy as np
@@ -498,3 +499,20 @@ def test_model_agnostic_crossmodal_pairs_lookup():
         )
         assert set(iv.interaction_lookup) == set(kept)
         assert max_diff(iv, kept) < 1e-8
+
+
+def test_barely_determined_budget_warns_with_the_numbers():
+    game = to_crossmodal(random_game(16, seed=0), 12)
+    with pytest.warns(RuntimeWarning, match=r"79 image features .* inflate the estimate"):
+        iv = approximate_crossmodal(game, 12, 4, 869, seed=0)  # the minimum: 79 x 11
+    assert iv.estimation_info["variance_inflation"] > crossmodal.WARN_INFLATION
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        iv = approximate_crossmodal(game, 12, 4, 2**13, seed=0)  # 512 x all 16 text masks
+    assert iv.estimation_info["variance_inflation"] == pytest.approx(512 / (512 - 79))
+
+
+def test_variance_inflation():
+    assert crossmodal.variance_inflation(16, 11, 4) == 1.0  # all 2^4 masks: exact weights
+    assert crossmodal.variance_inflation(11, 11, 5) == math.inf
+    assert crossmodal.variance_inflation(200, 100, 20) == pytest.approx(2.0)

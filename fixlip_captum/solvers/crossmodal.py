@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,21 +50,34 @@ import torch
 
 from .quadratic import EXACT_FEATURES, QuadraticNormalOperator, quadratic_layout
 from .systems import CG_MAX_ITER, CG_RTOL, check_distinct, iterative_solve, resolve_method
-from .terms import centred_design, split_terms, terms_index
+from .terms import centred_design, split_terms, terms_index, weighted_gram, weighted_rhs
 from .wls import NotIdentifiableError, scaled_cholesky
 
 __all__ = [
     "RICHER_MIN_RATIO",
+    "WARN_INFLATION",
     "column_groups",
     "crossmodal_method",
     "richer_basis",
     "solve_crossmodal",
+    "variance_inflation",
 ]
 
 Term = tuple[int, ...]
-_CHUNK = 2**12
 # A modality's basis is enriched only with at least this many masks per feature.
 RICHER_MIN_RATIO = 1.5
+# Above this variance inflation (variance_inflation) solve_crossmodal warns.
+WARN_INFLATION = 20.0
+
+
+def variance_inflation(n_masks: int, n_features: int, n_players: int) -> float:
+    """About how much sampling inflates a modality's least-squares variance:
+    ``m / (m - F)`` for ``m`` sampled masks and ``F`` features (the mean diagonal of the
+    inverse of a random ``F``-feature Gram from ``m`` rows, relative to ``1 / m``); ``1``
+    when all ``2^n`` masks are enumerated, ``inf`` when ``m <= F``."""
+    if n_players < 62 and n_masks >= 2**n_players:
+        return 1.0
+    return math.inf if n_masks <= n_features else n_masks / (n_masks - n_features)
 
 
 def richer_basis(features: Sequence[Term], n_players: int, n_masks: int) -> list[Term]:
@@ -142,17 +156,10 @@ def _direct(
     p: float,
     hint: str,
 ) -> torch.Tensor:
-    """``G^-1 Phi^T W y`` for the basis ``basis`` (``y [m, r]`` -> ``[F, r]``), chunked."""
+    """``G^-1 Phi^T W y`` for the basis ``basis`` (``y [m, r]`` -> ``[F, r]``)."""
     index = terms_index(basis, masks.shape[1]).to(masks.device)
-    f = len(basis)
-    gram = torch.zeros((f, f), dtype=torch.float64, device=weights.device)
-    rhs = torch.zeros((f, y.shape[1]), dtype=torch.float64, device=weights.device)
-    for start in range(0, masks.shape[0], _CHUNK):
-        phi = centred_design(masks[start : start + _CHUNK], index, p)
-        weighted = phi * weights[start : start + _CHUNK, None]
-        gram += weighted.T @ phi
-        rhs += weighted.T @ y[start : start + _CHUNK]
-    chol, scale = scaled_cholesky(gram, hint)
+    chol, scale = scaled_cholesky(weighted_gram(masks, weights, index, p), hint)
+    rhs = weighted_rhs(masks, weights, y.to(torch.float64), index, p)
     return scale[:, None] * torch.cholesky_solve(scale[:, None] * rhs, chol)
 
 
@@ -225,7 +232,9 @@ def solve_crossmodal(
         ``(coef [T] float64, info)``; ``info["solver"]`` names the method of the largest
         image regression, with the CG record when it is iterative;
         ``info["extra_image_features"]`` / ``["extra_text_features"]`` count the features
-        the richer bases added.
+        the richer bases added; ``info["variance_inflation"]`` is the product of both
+        modalities' :func:`variance_inflation` (a ``RuntimeWarning`` above
+        ``WARN_INFLATION``).
 
     Raises:
         NotIdentifiableError: a modality's masks do not identify its features.
@@ -285,4 +294,18 @@ def solve_crossmodal(
         coef[mine] = c[row_of[fi[mine]], col_of[gi[mine]]]
     info["extra_image_features"] = len(extra_i)
     info["extra_text_features"] = len(extra_t)
+    m_i, m_t = image_masks.shape[0], text_masks.shape[0]
+    inflation = variance_inflation(m_i, len(image_feats), n_image) * variance_inflation(
+        m_t, len(text_feats), text_masks.shape[1]
+    )
+    info["variance_inflation"] = inflation
+    if inflation > WARN_INFLATION:
+        warnings.warn(
+            f"The budget barely determines the interactions: {m_i} image masks for "
+            f"{len(image_feats)} image features and {m_t} text masks for {len(text_feats)} "
+            f"text features inflate the estimate's variance about {inflation:.3g}x; twice "
+            f"the minimum budget or more gives a far steadier estimate. {hint}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     return coef, info

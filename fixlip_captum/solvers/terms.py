@@ -24,7 +24,12 @@ __all__ = [
     "interaction_terms",
     "split_terms",
     "terms_index",
+    "weighted_gram",
+    "weighted_rhs",
 ]
+
+# Rows of the centred design formed at a time by weighted_gram / weighted_rhs.
+_CHUNK = 2**12
 
 PairsSpec = str | Sequence[int]
 
@@ -175,3 +180,36 @@ def split_terms(
         torch.tensor(fi, dtype=torch.long),
         torch.tensor(gi, dtype=torch.long),
     )
+
+
+def weighted_gram(
+    masks: torch.Tensor, weights: torch.Tensor, index: torch.Tensor, p: float
+) -> torch.Tensor:
+    """``Phi^T W Phi`` (``[T, T]`` float64) of the centred design, formed in row chunks.
+
+    Args:
+        masks: ``[m, n]`` bool.
+        weights: ``[m]`` float64.
+        index: ``[T, k]`` from :func:`terms_index` (on the masks' device).
+        p: Centring probability.
+    """
+    t = index.shape[0]
+    gram = torch.zeros((t, t), dtype=torch.float64, device=masks.device)
+    for start in range(0, masks.shape[0], _CHUNK):
+        phi = centred_design(masks[start : start + _CHUNK], index, p)
+        gram += (phi * weights[start : start + _CHUNK, None]).T @ phi
+    return gram
+
+
+def weighted_rhs(
+    masks: torch.Tensor, weights: torch.Tensor, values: torch.Tensor, index: torch.Tensor, p: float
+) -> torch.Tensor:
+    """``Phi^T W y`` of the centred design, formed in row chunks: ``values [m]`` -> ``[T]``,
+    ``[m, r]`` -> ``[T, r]`` (float64); other arguments as :func:`weighted_gram`."""
+    shape = (index.shape[0], *values.shape[1:])
+    rhs = torch.zeros(shape, dtype=torch.float64, device=masks.device)
+    w = weights.reshape(-1, *([1] * (values.ndim - 1)))
+    for start in range(0, masks.shape[0], _CHUNK):
+        phi = centred_design(masks[start : start + _CHUNK], index, p)
+        rhs += phi.T @ (w[start : start + _CHUNK] * values[start : start + _CHUNK])
+    return rhs
