@@ -1,13 +1,21 @@
-"""Adapter for open_clip dual encoders: ``CLIP`` and ``CustomTextCLIP``.
+"""Adapter for open_clip dual encoders: ``CLIP``, ``CustomTextCLIP`` and ``CoCa``'s
+contrastive path.
 
-Supported towers (detected by Python type):
+Supported towers (detected by Python type; docs/model-coverage.md lists every config):
 
-* vision: open_clip's ``VisionTransformer`` (class token, OpenAI CLIP style) or a
-  ``TimmModel`` whose trunk is a timm ``VisionTransformer`` (e.g. SigLIP: no class token,
-  attention-pool "MAP" head);
-* text: the causal text tower that ``CLIP`` flattens into the model, or the
+* vision, patch tokens as players: open_clip's ``VisionTransformer`` (class token, OpenAI
+  CLIP style); a ``TimmModel`` whose trunk is a timm ``VisionTransformer`` (e.g. SigLIP: no
+  class token, attention-pool "MAP" head), a timm ``Eva`` (EVA01/EVA02, PE-Core: rotary
+  position embeddings, :mod:`~fixlip_captum.adapters.timm_eva`) or a timm relative-position
+  ViT (``vit_relpos``, :mod:`~fixlip_captum.adapters.timm_relpos`);
+* vision, pixel-grid cells as players (any other tower: ModifiedResNet, ConvNeXt,
+  FastViT/MobileCLIP, Swin, hybrids; :mod:`~fixlip_captum.adapters.pixel_grid`), masked
+  to the mean colour in normalised pixel space; ``"drop"`` is refused there;
+* text: the causal text tower that ``CLIP`` flattens into the model, the
   ``TextTransformer`` in ``CustomTextCLIP.text`` (causal or bidirectional, pooled at
-  end-of-text / argmax, first, last or eos).
+  end-of-text / argmax, first, last or eos), or a Hugging Face text tower
+  (:mod:`~fixlip_captum.adapters.open_clip_hf_text`: attention-mask masking, the tower's
+  own pooling).
 
 Value functions (what is being explained):
 

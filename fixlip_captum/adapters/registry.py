@@ -63,8 +63,9 @@ FAMILIES: list[Family] = [
         "open_clip",
         ("open_clip:CLIP", "open_clip:CustomTextCLIP", "open_clip:CoCa"),
         "fixlip_captum.adapters.open_clip:OpenCLIPAdapter",
-        "open_clip.CLIP / CustomTextCLIP / CoCa: ViT, timm ViT (SigLIP) or timm Eva (EVA02, "
-        "PE-Core; rotary) image towers with patch players, any other image tower "
+        "open_clip.CLIP / CustomTextCLIP / CoCa: ViT, timm ViT (SigLIP), timm Eva (EVA02, "
+        "PE-Core; rotary) or timm vit_relpos image towers with patch players, any other "
+        "image tower "
         "(ModifiedResNet, ConvNeXt, FastViT/MobileCLIP, Swin, ViTamin) with pixel-grid "
         "players; open_clip or Hugging Face (XLM-R, RoBERTa, mT5, NLLB) text towers",
     ),
