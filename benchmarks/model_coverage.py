@@ -3,7 +3,7 @@
 For every ``open_clip.list_models()`` config (each in a child process forked from the
 driver, which imports torch, open_clip and fixlip_captum once; the child's memory goes back
 to the system when it exits), at random init (``create_model(name, pretrained=None)``,
-offline), on one CPU thread:
+offline), on one CPU thread (``--threads``):
 
 1. count the parameters on the meta device; a config estimated to need more memory than
    ``--max-memory-gb`` (float32 weights plus a margin) is reported as too large, not built;
@@ -31,6 +31,7 @@ Usage::
     python benchmarks/model_coverage.py                  # every config (about 2 h, 1 core)
     python benchmarks/model_coverage.py --configs RN50 ViT-S-32
     python benchmarks/model_coverage.py --resume --timeout 900
+    python benchmarks/model_coverage.py --resume --threads 2 --configs ViT-bigG-14  # faster
     python benchmarks/model_coverage.py --resume --redo --configs RN50   # rerun one
 """
 
@@ -433,9 +434,10 @@ def save(rows: list[dict[str, Any]]) -> None:
 
 def _child(name: str, max_params: float, max_memory_gb: float, conn: Any) -> None:
     """One config in a forked child: its memory goes back to the system when it exits."""
+    threads = torch.get_num_threads()  # the driver's --threads
     import resource
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
         row = check_open_clip(name, max_params, max_memory_gb)
     except Exception as err:
@@ -486,12 +488,13 @@ def main() -> None:
         help="configs estimated to need more memory than this are reported, not built",
     )
     parser.add_argument("--timeout", type=float, default=900, help="seconds per config")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per config")
     parser.add_argument("--resume", action="store_true", help="keep rows already in the results")
     parser.add_argument(
         "--redo", action="store_true", help="with --resume: rerun --configs already in there"
     )
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     import open_clip
     from tqdm import tqdm
