@@ -525,6 +525,15 @@ def tiny_open_clip_convnext():
     )
 
 
+@functools.cache
+def tiny_open_clip_fastvit():
+    """MobileCLIP layout: timm FastViT trunk (``fastvit_t8``, a conv / attention hybrid) at
+    64 px, average pooling, linear projection: pixel-grid players."""
+    return _tiny_custom_text_clip(
+        31, dict(image_size=64, timm_model_name="fastvit_t8", timm_pool="avg", timm_proj="linear")
+    )
+
+
 class HFWordTokenizer:
     """open_clip's call interface around a transformers tokenizer (as ``HFTokenizer`` wraps
     the hub tokenizer), padding to ``context_length``."""
@@ -674,6 +683,7 @@ TOWER_FAMILIES = {
     "open_clip_relpos_shared": (tiny_open_clip_relpos_shared, open_clip_bpe_tokenizer),
     "open_clip_resnet": (tiny_open_clip_resnet, open_clip_bpe_tokenizer),
     "open_clip_convnext": (tiny_open_clip_convnext, open_clip_bpe_tokenizer),
+    "open_clip_fastvit": (tiny_open_clip_fastvit, open_clip_bpe_tokenizer),
     "open_clip_xlm_roberta": (tiny_open_clip_xlm_roberta, xlm_roberta_word_tokenizer),
     "open_clip_mt5": (tiny_open_clip_mt5, mt5_word_tokenizer),
     "open_clip_coca": (tiny_open_clip_coca, open_clip_bpe_tokenizer),
