@@ -534,6 +534,21 @@ def tiny_open_clip_fastvit():
     )
 
 
+@functools.cache
+def tiny_open_clip_swin():
+    """LAION Swin layout: timm ``swin_tiny_patch4_window7_224`` trunk (224 px: timm builds
+    Swin for one input size), average pooling, linear projection: pixel-grid players."""
+    return _tiny_custom_text_clip(
+        32,
+        dict(
+            image_size=224,
+            timm_model_name="swin_tiny_patch4_window7_224",
+            timm_pool="avg",
+            timm_proj="linear",
+        ),
+    )
+
+
 class HFWordTokenizer:
     """open_clip's call interface around a transformers tokenizer (as ``HFTokenizer`` wraps
     the hub tokenizer), padding to ``context_length``."""
@@ -684,6 +699,7 @@ TOWER_FAMILIES = {
     "open_clip_resnet": (tiny_open_clip_resnet, open_clip_bpe_tokenizer),
     "open_clip_convnext": (tiny_open_clip_convnext, open_clip_bpe_tokenizer),
     "open_clip_fastvit": (tiny_open_clip_fastvit, open_clip_bpe_tokenizer),
+    "open_clip_swin": (tiny_open_clip_swin, open_clip_bpe_tokenizer),
     "open_clip_xlm_roberta": (tiny_open_clip_xlm_roberta, xlm_roberta_word_tokenizer),
     "open_clip_mt5": (tiny_open_clip_mt5, mt5_word_tokenizer),
     "open_clip_coca": (tiny_open_clip_coca, open_clip_bpe_tokenizer),
