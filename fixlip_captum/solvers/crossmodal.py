@@ -43,7 +43,8 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -152,25 +153,32 @@ def _direct(
     masks: torch.Tensor,
     weights: torch.Tensor,
     basis: Sequence[Term],
-    y: torch.Tensor,
+    y: torch.Tensor | None,
     p: float,
     hint: str,
 ) -> torch.Tensor:
-    """``G^-1 Phi^T W y`` for the basis ``basis`` (``y [m, r]`` -> ``[F, r]``)."""
+    """``G^-1 Phi^T W y`` for the basis ``basis`` (``y [m, r]`` -> ``[F, r]``); ``y=None``
+    is the identity: ``G^-1 Phi^T W`` (``[F, m]``)."""
     index = terms_index(basis, masks.shape[1]).to(masks.device)
     chol, scale = scaled_cholesky(weighted_gram(masks, weights, index, p), hint)
-    rhs = weighted_rhs(masks, weights, y.to(torch.float64), index, p)
+    if y is None:
+        rhs = (weights[:, None] * centred_design(masks, index, p)).T
+    else:
+        rhs = weighted_rhs(masks, weights, y.to(torch.float64), index, p)
     return scale[:, None] * torch.cholesky_solve(scale[:, None] * rhs, chol)
 
 
-def _text_solve(
-    masks: torch.Tensor, weights: torch.Tensor, basis: Sequence[Term], p: float, hint: str
-) -> torch.Tensor:
-    """``Q^T = G_T^-1 Phi_T^T W_T`` (``[F, m_T]``) for the text basis ``basis``."""
-    phi = centred_design(masks, terms_index(basis, masks.shape[1]).to(masks.device), p)
-    weighted = weights[:, None] * phi
-    chol, scale = scaled_cholesky(weighted.T @ phi, hint)
-    return scale[:, None] * torch.cholesky_solve(scale[:, None] * weighted.T, chol)
+def _richer_first(
+    solve: Callable[[list[Term]], torch.Tensor], basis: Sequence[Term], extra: list[Term]
+) -> tuple[torch.Tensor, list[Term]]:
+    """``solve(basis + extra)``, or ``solve(basis)`` when ``extra`` is empty or the richer
+    Gram is singular for this draw; also returns the extra features actually used."""
+    if extra:
+        try:
+            return solve([*basis, *extra]), extra
+        except NotIdentifiableError:
+            pass
+    return solve(list(basis)), []
 
 
 def _iterative(
@@ -248,14 +256,9 @@ def solve_crossmodal(
     extra_t = (
         richer_basis(text_feats, text_masks.shape[1], text_masks.shape[0]) if richer_bases else []
     )
-    q = None
-    if extra_t:
-        try:
-            q = _text_solve(text_masks, text_weights, text_feats + extra_t, p, hint)
-        except NotIdentifiableError:
-            extra_t = []
-    if q is None:
-        q = _text_solve(text_masks, text_weights, text_feats, p, hint)
+    q, extra_t = _richer_first(  # Q^T = G_T^-1 Phi_T^T W_T: [F_T (+ extra), m_T]
+        partial(_direct, text_masks, text_weights, y=None, p=p, hint=hint), text_feats, extra_t
+    )
     m = values.to(torch.float64) @ q[: len(text_feats)].T  # [m_I, F_T]
     check_distinct(image_masks, len(image_feats), "image masks", hint)
     # The image side is enriched only where it is solved directly (CG's operator is order-2).
@@ -277,14 +280,10 @@ def solve_crossmodal(
             )
             if len(basis) == len(image_feats):
                 info = cg_info
-        elif extra_i:
-            try:
-                c = _direct(image_masks, image_weights, basis + extra_i, y, p, hint)
-            except NotIdentifiableError:
-                extra_i = []
-                c = _direct(image_masks, image_weights, basis, y, p, hint)
         else:
-            c = _direct(image_masks, image_weights, basis, y, p, hint)
+            c, extra_i = _richer_first(
+                partial(_direct, image_masks, image_weights, y=y, p=p, hint=hint), basis, extra_i
+            )
         # Scatter C[f, g] into the terms of these columns.
         row_of = torch.full((len(image_feats),), -1, dtype=torch.long, device=device)
         row_of[torch.tensor(rows, device=device)] = torch.arange(len(rows), device=device)
